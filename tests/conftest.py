@@ -1,0 +1,92 @@
+"""Shared fixtures: the fake provider on loopback, an injectable clock, orgs and admins."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth.models import Permission, User
+
+from tests.fake_provider import FakeProvider
+from tokens import clock
+from tokens.models import Integration, Org
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> datetime:
+        """Move time forward, e.g. advance(hours=2)."""
+        self.current += timedelta(**delta)
+        return self.current
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[FakeClock]:
+    """Freeze the app's clock at a fixed instant; tests move it with advance()."""
+    fake = FakeClock(datetime(2026, 11, 1, 12, 0, tzinfo=UTC))
+    clock.set_clock(fake)
+    yield fake
+    clock.set_clock(None)
+
+
+@pytest.fixture
+def provider() -> Iterator[FakeProvider]:
+    """A fake Webex-shaped OAuth2 provider served over HTTP on 127.0.0.1."""
+    fake = FakeProvider(client_id="console-client", client_secret="s3cr3t-client-secret-value")
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def integration(db, provider: FakeProvider) -> Integration:
+    """A Webex integration whose endpoints point at the fake provider."""
+    return Integration.objects.create(
+        name="Webex test",
+        provider="webex",
+        client_id=provider.client_id,
+        client_secret=provider.client_secret,
+        authorize_url=provider.authorize_url,
+        token_url=provider.token_url,
+        userinfo_url=provider.userinfo_url,
+        revocation_url=provider.revoke_url,
+        scopes="cjp:config_read cjp:config_write spark:people_read",
+    )
+
+
+@pytest.fixture
+def org(integration: Integration) -> Org:
+    """A pending org on the fake provider's integration."""
+    return Org.objects.create(name="Acme Contact Center", slug="acme", integration=integration)
+
+
+def make_staff(username: str, *perms: str, superuser: bool = False) -> User:
+    """A staff user holding the given `app_label.codename` permissions."""
+    user = User.objects.create_user(
+        username, password="pw-" + username, is_staff=True, is_superuser=superuser
+    )
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return user
+
+
+@pytest.fixture
+def operator(db) -> User:
+    """Staff who may view and change orgs and connect them."""
+    return make_staff("operator", "tokens.view_org", "tokens.change_org", "tokens.connect_org")
+
+
+@pytest.fixture
+def operator_client(client, operator: User):
+    """A test client signed in as the operator."""
+    client.force_login(operator)
+    return client

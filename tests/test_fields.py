@@ -1,0 +1,93 @@
+"""EncryptedTextField: ciphertext at rest, loud errors for wrong or missing keys."""
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.db import connection, transaction
+from django.test import override_settings
+
+from tokens.exceptions import EncryptionKeyError
+from tokens.models import Integration
+
+SECRET = "plain-client-secret-1234567890"
+
+
+def make_integration(name: str = "enc") -> Integration:
+    return Integration.objects.create(
+        name=name,
+        provider="generic",
+        client_id="cid",
+        client_secret=SECRET,
+        authorize_url="http://127.0.0.1:9/authorize",
+        token_url="http://127.0.0.1:9/token",
+    )
+
+
+def raw_secret(pk: int) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT client_secret FROM tokens_integration WHERE id = %s", [pk])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db
+def test_secret_is_ciphertext_in_the_row_and_plaintext_in_the_model():
+    integration = make_integration()
+    stored = raw_secret(integration.pk)
+    assert SECRET not in stored
+    assert stored.startswith("gAAAA")  # Fernet token
+    assert Integration.objects.get(pk=integration.pk).client_secret == SECRET
+
+
+@pytest.mark.django_db
+def test_wrong_key_raises_naming_the_setting_and_never_returns_ciphertext():
+    integration = make_integration()
+    with override_settings(FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]):
+        with pytest.raises(EncryptionKeyError) as excinfo:
+            Integration.objects.get(pk=integration.pk)
+    assert "FIELD_ENCRYPTION_KEYS" in str(excinfo.value)
+    assert "Integration.client_secret" in str(excinfo.value)
+    assert SECRET not in str(excinfo.value)
+
+
+@pytest.mark.django_db
+def test_missing_key_raises_naming_the_setting():
+    with override_settings(FIELD_ENCRYPTION_KEYS=[]):
+        with pytest.raises(EncryptionKeyError, match="FIELD_ENCRYPTION_KEYS is not set"):
+            with transaction.atomic():
+                make_integration()
+    assert not Integration.objects.exists()
+
+
+@pytest.mark.django_db
+def test_old_and_new_key_both_decrypt_and_new_values_use_the_first_key(settings):
+    old_key = settings.FIELD_ENCRYPTION_KEYS[0]
+    old = make_integration("old")
+    new_key = Fernet.generate_key().decode()
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new_key, old_key]):
+        assert Integration.objects.get(pk=old.pk).client_secret == SECRET
+        new = make_integration("new")
+    assert Fernet(new_key.encode()).decrypt(raw_secret(new.pk).encode()).decode() == SECRET
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new_key]):
+        assert Integration.objects.get(pk=new.pk).client_secret == SECRET
+        with pytest.raises(EncryptionKeyError):
+            Integration.objects.get(pk=old.pk)
+
+
+def test_malformed_key_is_reported_by_position_without_echoing_it():
+    with override_settings(FIELD_ENCRYPTION_KEYS=["not-a-fernet-key"]):
+        with pytest.raises(SystemCheckError) as excinfo:
+            call_command("check")
+    assert "tokens.E002" in str(excinfo.value)
+    assert "entry 1" in str(excinfo.value)
+    assert "not-a-fernet-key" not in str(excinfo.value)
+
+
+def test_system_check_fails_without_keys():
+    with override_settings(FIELD_ENCRYPTION_KEYS=[]):
+        with pytest.raises(SystemCheckError, match=r"tokens\.E001"):
+            call_command("check")
+
+
+def test_system_check_passes_with_a_valid_key():
+    call_command("check")  # raises SystemCheckError on any error

@@ -1,0 +1,240 @@
+"""Admin: integrations (secret write-only), orgs with status and token summary."""
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html
+
+from .models import Integration, Org, TokenEvent
+from .providers import PRESETS
+from .views import redirect_uri
+
+
+class IntegrationForm(forms.ModelForm):
+    """Client secret is write-only: never rendered back; left blank, the stored one stays."""
+
+    client_secret = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. Leave blank to keep the stored secret.",
+    )
+
+    class Meta:
+        model = Integration
+        fields = [
+            "name",
+            "provider",
+            "client_id",
+            "client_secret",
+            "token_auth_method",
+            "scopes",
+            "authorize_url",
+            "token_url",
+            "userinfo_url",
+            "revocation_url",
+        ]
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial.pop("client_secret", None)
+        for name in ("authorize_url", "token_url"):
+            self.fields[name].required = False
+            self.fields[name].help_text = "Blank: the provider preset's URL."
+        self.fields["scopes"].help_text = "Space-separated. Blank: the provider preset's scopes."
+
+    def clean_client_secret(self) -> str:
+        secret = self.cleaned_data["client_secret"]
+        if not secret and not (self.instance.pk and self.instance.client_secret):
+            raise forms.ValidationError("A client secret is required for a new integration.")
+        return secret
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        preset = PRESETS.get(cleaned.get("provider") or "")
+        if preset is None:
+            return cleaned
+        for name in ("authorize_url", "token_url", "userinfo_url", "revocation_url", "scopes"):
+            if not cleaned.get(name) and name not in self.errors:
+                cleaned[name] = getattr(preset, name)
+        for name in ("authorize_url", "token_url"):
+            if not cleaned.get(name) and name not in self.errors:
+                self.add_error(name, f"The {preset.label} preset has no default: enter the URL.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> Integration:
+        secret = self.cleaned_data.get("client_secret")
+        if not secret:
+            # Keep the stored secret: the form's blank must not overwrite it.
+            self.instance.client_secret = Integration.objects.get(pk=self.instance.pk).client_secret
+        return super().save(commit=commit)
+
+
+@admin.register(Integration)
+class IntegrationAdmin(admin.ModelAdmin):
+    """OAuth client registrations."""
+
+    form = IntegrationForm
+    list_display = ["name", "provider", "client_id", "token_auth_method", "org_count"]
+    search_fields = ["name", "client_id"]
+    readonly_fields = ["redirect_uri_to_register"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(org_total=Count("orgs"))
+
+    @admin.display(description="orgs", ordering="org_total")
+    def org_count(self, obj: Integration) -> int:
+        return obj.org_total
+
+    @admin.display(description="Redirect URI to register at the provider")
+    def redirect_uri_to_register(self, obj: Integration | None) -> str:
+        return redirect_uri()
+
+    def get_fieldsets(self, request, obj=None):
+        return [
+            (None, {"fields": ["name", "provider", "redirect_uri_to_register"]}),
+            ("Client", {"fields": ["client_id", "client_secret", "token_auth_method", "scopes"]}),
+            (
+                "Endpoints",
+                {"fields": ["authorize_url", "token_url", "userinfo_url", "revocation_url"]},
+            ),
+        ]
+
+
+STATUS_COLOURS = {
+    Org.Status.PENDING: "#777",
+    Org.Status.CONNECTED: "#2e7d32",
+    Org.Status.NEEDS_RECONNECT: "#c62828",
+    Org.Status.DISABLED: "#555",
+}
+
+
+@admin.register(Org)
+class OrgAdmin(admin.ModelAdmin):
+    """Customer orgs: state at a glance, the Connect button, never a token value."""
+
+    change_form_template = "admin/tokens/org/change_form.html"
+    list_display = [
+        "name",
+        "slug",
+        "integration",
+        "status_badge",
+        "provider_org_id",
+        "access_expires",
+        "refresh_expires",
+        "next_refresh",
+    ]
+    list_filter = ["status", "integration"]
+    search_fields = ["name", "slug", "provider_org_id"]
+    list_select_related = ["integration", "token"]
+    prepopulated_fields = {"slug": ["name"]}
+    fields = [
+        "name",
+        "slug",
+        "integration",
+        "status_badge",
+        "status_reason",
+        "provider_org_id",
+        "cluster_id",
+        "connected_at",
+        "connected_by",
+        "access_expires",
+        "refresh_expires",
+        "next_refresh",
+        "token_version",
+        "access_fingerprint",
+        "refresh_fingerprint",
+    ]
+    readonly_fields = [
+        "status_badge",
+        "status_reason",
+        "cluster_id",
+        "connected_at",
+        "connected_by",
+        "access_expires",
+        "refresh_expires",
+        "next_refresh",
+        "token_version",
+        "access_fingerprint",
+        "refresh_fingerprint",
+    ]
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Org) -> str:
+        return format_html(
+            '<span class="org-status org-status-{}" style="color:#fff;background:{};'
+            'padding:2px 8px;border-radius:8px;white-space:nowrap">{}</span>',
+            obj.status,
+            STATUS_COLOURS.get(obj.status, "#777"),
+            obj.get_status_display(),
+        )
+
+    @admin.display(description="access token expires", ordering="token__access_expires_at")
+    def access_expires(self, obj: Org) -> object:
+        return _token_attr(obj, "access_expires_at")
+
+    @admin.display(description="refresh token expires", ordering="token__refresh_expires_at")
+    def refresh_expires(self, obj: Org) -> object:
+        return _token_attr(obj, "refresh_expires_at")
+
+    @admin.display(description="next refresh", ordering="token__next_refresh_at")
+    def next_refresh(self, obj: Org) -> object:
+        return _token_attr(obj, "next_refresh_at")
+
+    @admin.display(description="token version")
+    def token_version(self, obj: Org) -> object:
+        return _token_attr(obj, "version")
+
+    @admin.display(description="access token fingerprint")
+    def access_fingerprint(self, obj: Org) -> object:
+        return _token_attr(obj, "access_fingerprint")
+
+    @admin.display(description="refresh token fingerprint")
+    def refresh_fingerprint(self, obj: Org) -> object:
+        return _token_attr(obj, "refresh_fingerprint")
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and request.user.has_perm("tokens.connect_org"):
+            context["connect_url"] = reverse("tokens:oauth-connect", args=[obj.slug])
+            context["connect_label"] = (
+                "Connect" if obj.status == Org.Status.PENDING else "Reconnect"
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+def _token_attr(org: Org, name: str) -> object:
+    token = getattr(org, "token", None)
+    value = getattr(token, name, None) if token is not None else None
+    return "—" if value in (None, "") else value
+
+
+@admin.register(TokenEvent)
+class TokenEventAdmin(admin.ModelAdmin):
+    """The append-only token history: read-only for everyone, superusers included."""
+
+    list_display = [
+        "created_at",
+        "org_slug",
+        "kind",
+        "trigger",
+        "outcome",
+        "actor",
+        "http_status",
+        "error_code",
+        "access_fingerprint",
+        "token_version",
+    ]
+    list_filter = ["kind", "trigger", "outcome", "created_at"]
+    search_fields = ["org_slug", "access_fingerprint", "refresh_fingerprint", "error_code"]
+    list_select_related = ["actor"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,40 @@
+"""System checks for misconfiguration that would otherwise fail late."""
+
+from django.conf import settings
+from django.core import checks
+
+from .exceptions import EncryptionKeyError
+from .fields import SETTING, configured_keys, validate_keys
+
+
+@checks.register(checks.Tags.security)
+def check_encryption_keys(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """FIELD_ENCRYPTION_KEYS must hold at least one valid Fernet key."""
+    if not configured_keys():
+        return [
+            checks.Error(
+                f"{SETTING} is empty: tokens and client secrets cannot be stored.",
+                hint="Set FIELD_ENCRYPTION_KEYS in the environment or .env (`make env`).",
+                id="tokens.E001",
+            )
+        ]
+    try:
+        validate_keys()
+    except EncryptionKeyError as exc:
+        return [checks.Error(str(exc), id="tokens.E002")]
+    return []
+
+
+@checks.register()
+def check_console_base_url(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """CONSOLE_BASE_URL builds the redirect URI the provider must know."""
+    base = getattr(settings, "CONSOLE_BASE_URL", "")
+    if not base.startswith(("http://", "https://")):
+        return [
+            checks.Error(
+                "CONSOLE_BASE_URL must be an absolute http(s) URL.",
+                hint="For example CONSOLE_BASE_URL=https://tokens.example.com",
+                id="tokens.E003",
+            )
+        ]
+    return []

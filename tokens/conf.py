@@ -1,0 +1,71 @@
+"""All knobs of the Token Console in one place, with defaults.
+
+Override any of them in ``settings.TOKEN_CONSOLE`` or from the environment as
+``TOKEN_CONSOLE_<NAME>`` (for example ``TOKEN_CONSOLE_HTTP_TIMEOUT=5``).
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+DEFAULTS: dict[str, Any] = {
+    # Seconds to wait for the provider: (connect, read).
+    "HTTP_CONNECT_TIMEOUT": 5.0,
+    "HTTP_TIMEOUT": 15.0,
+    # Seconds an authorization request (state + PKCE verifier) stays usable.
+    "OAUTH_STATE_TTL": 600,
+    # How many connect flows one session may have open at once.
+    "OAUTH_MAX_PENDING_STATES": 5,
+    # Assumed access-token lifetime (seconds) when the provider omits expires_in.
+    "DEFAULT_ACCESS_TOKEN_LIFETIME": 3600,
+    # Refresh once this share of the access token's life has passed ...
+    "REFRESH_AT_FRACTION": 0.75,
+    # ... and never later than this many seconds before it expires.
+    "REFRESH_MARGIN_MAX": 15 * 60,
+    # Up to this share of the planned interval is added at random, so orgs connected
+    # together do not all refresh in the same minute.
+    "REFRESH_JITTER_FRACTION": 0.02,
+    # Characters of the SHA-256 hex digest kept as a token's fingerprint.
+    "FINGERPRINT_LENGTH": 12,
+}
+
+
+class AppSettings:
+    """Reads a knob from settings.TOKEN_CONSOLE, falling back to DEFAULTS."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown Token Console setting: {name}")
+        if name not in self._cache:
+            default = DEFAULTS[name]
+            value = getattr(settings, "TOKEN_CONSOLE", {}).get(name, default)
+            # Values from the environment arrive as strings: coerce to the default's type.
+            if isinstance(value, str) and not isinstance(default, str):
+                value = _coerce(value, type(default))
+            self._cache[name] = value
+        return self._cache[name]
+
+    def reload(self) -> None:
+        """Forget cached values (settings changed, typically in a test)."""
+        self._cache.clear()
+
+
+def _coerce(raw: str, kind: type) -> Any:
+    if kind is bool:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return kind(raw)
+
+
+app_settings = AppSettings()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "TOKEN_CONSOLE":
+        app_settings.reload()
+
+
+setting_changed.connect(_on_setting_changed)

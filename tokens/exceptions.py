@@ -1,0 +1,60 @@
+"""The Token Console's own exceptions. No message ever contains a secret."""
+
+
+class TokenConsoleError(Exception):
+    """Base class of the app's errors."""
+
+
+class EncryptionKeyError(TokenConsoleError):
+    """FIELD_ENCRYPTION_KEYS is missing, malformed, or cannot decrypt a stored value."""
+
+
+class ProviderError(TokenConsoleError):
+    """The OAuth provider refused a request or answered something unusable."""
+
+    #: Whether trying again later may succeed (network trouble, 5xx, 429).
+    transient = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_code: str = "",
+        http_status: int | None = None,
+        description: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.http_status = http_status
+        self.description = description
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider could not be reached, timed out, or answered 5xx / 429."""
+
+    transient = True
+
+
+class ProviderResponseInvalid(ProviderError):
+    """The provider answered, but not with a usable token response (HTML, missing fields)."""
+
+    # Often a proxy or maintenance page in front of the provider: worth another try.
+    transient = True
+
+
+class InvalidGrant(ProviderError):
+    """The code or refresh token was rejected (invalid_grant): a human must reconnect."""
+
+
+class InvalidClient(ProviderError):
+    """The client id or secret was rejected (invalid_client): fix the integration."""
+
+
+class ConnectError(TokenConsoleError):
+    """A connect flow cannot go on; the message says why and what to do."""
+
+
+class OAuthStateError(ConnectError):
+    """The callback's state is missing, unknown, expired or already used."""

@@ -1,0 +1,111 @@
+"""EncryptedTextField: a text column encrypted with Fernet keys from FIELD_ENCRYPTION_KEYS.
+
+We own this small field because django-fernet-fields no longer imports on Django 4+
+and its successor returns ciphertext silently when a key does not match; here a
+wrong or missing key is always a loud EncryptionKeyError.
+"""
+
+from functools import cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.db import models
+
+from .exceptions import EncryptionKeyError
+
+SETTING = "FIELD_ENCRYPTION_KEYS"
+
+
+def configured_keys() -> list[str]:
+    """Return the configured key strings, first (the encrypting one) first."""
+    raw = getattr(settings, SETTING, None) or []
+    if isinstance(raw, str):
+        raw = raw.split(",")
+    return [key.strip() for key in raw if key and key.strip()]
+
+
+@cache
+def _fernet() -> MultiFernet:
+    keys = configured_keys()
+    if not keys:
+        raise EncryptionKeyError(
+            f"{SETTING} is not set: configure at least one Fernet key "
+            "(generate one with `make env` or Fernet.generate_key())."
+        )
+    fernets = []
+    for position, key in enumerate(keys, start=1):
+        try:
+            fernets.append(Fernet(key))
+        except ValueError:
+            raise EncryptionKeyError(
+                f"{SETTING} entry {position} is not a valid Fernet key "
+                "(32 url-safe base64-encoded bytes)."
+            ) from None
+    return MultiFernet(fernets)
+
+
+def validate_keys() -> None:
+    """Raise EncryptionKeyError unless FIELD_ENCRYPTION_KEYS holds only valid keys."""
+    _fernet()
+
+
+def reset_keys() -> None:
+    """Forget the cached keys so the next use reads FIELD_ENCRYPTION_KEYS again."""
+    _fernet.cache_clear()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
+    if setting == SETTING:
+        reset_keys()
+
+
+setting_changed.connect(_on_setting_changed)
+
+
+def encrypt(plaintext: str) -> str:
+    """Encrypt with the first key."""
+    return _fernet().encrypt(plaintext.encode()).decode()
+
+
+def decrypt(ciphertext: str, *, label: str = "a value") -> str:
+    """Decrypt with any configured key; raise EncryptionKeyError when none fits."""
+    try:
+        return _fernet().decrypt(ciphertext.encode()).decode()
+    except InvalidToken:
+        raise EncryptionKeyError(
+            f"Cannot decrypt {label} with any key in {SETTING}. The key that encrypted it "
+            f"is missing: add it back to {SETTING} (old keys go after the new one)."
+        ) from None
+
+
+def reencrypt(ciphertext: str) -> str:
+    """Re-encrypt a stored value with the first key (key rotation)."""
+    try:
+        return _fernet().rotate(ciphertext.encode()).decode()
+    except InvalidToken:
+        raise EncryptionKeyError(
+            f"Cannot decrypt a stored value with any key in {SETTING}."
+        ) from None
+
+
+class EncryptedTextField(models.TextField):
+    """A TextField stored as Fernet ciphertext. The empty string is stored as is."""
+
+    def from_db_value(self, value, expression, connection):
+        if not value:
+            return value
+        return decrypt(value, label=f"{self.model.__name__}.{self.name}")
+
+    def get_prep_value(self, value):
+        value = super().get_prep_value(value)
+        if not value:
+            return value
+        return encrypt(value)
+
+
+class HttpsURLField(models.URLField):
+    """A URLField whose form field reads a scheme-less URL as https (Django 6's default)."""
+
+    def formfield(self, **kwargs):
+        return super().formfield(**{"assume_scheme": "https", **kwargs})

@@ -1,0 +1,194 @@
+"""Integration, Org, Token, TokenEvent: what the console stores."""
+
+import hashlib
+
+from django.conf import settings
+from django.db import models
+
+from . import clock, oauth
+from .conf import app_settings
+from .fields import EncryptedTextField, HttpsURLField
+from .providers import PRESETS, PROVIDER_CHOICES
+
+
+def fingerprint(secret: str) -> str:
+    """Short SHA-256 prefix that identifies a token in pages and events without revealing it."""
+    if not secret:
+        return ""
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    return digest[: app_settings.FINGERPRINT_LENGTH]
+
+
+class Integration(models.Model):
+    """One OAuth client registration at a provider."""
+
+    class AuthMethod(models.TextChoices):
+        POST = oauth.CLIENT_SECRET_POST, "client_secret_post (form fields)"
+        BASIC = oauth.CLIENT_SECRET_BASIC, "client_secret_basic (HTTP Basic)"
+
+    name = models.CharField(max_length=100, unique=True)
+    provider = models.CharField(max_length=20, choices=PROVIDER_CHOICES, default="webex")
+    client_id = models.CharField(max_length=255)
+    client_secret = EncryptedTextField()
+    authorize_url = HttpsURLField(max_length=500)
+    token_url = HttpsURLField(max_length=500)
+    userinfo_url = HttpsURLField(
+        max_length=500, blank=True, help_text="Optional. Webex: people/me, to verify the org."
+    )
+    revocation_url = HttpsURLField(
+        max_length=500, blank=True, help_text="Optional. Called when an org is disconnected."
+    )
+    scopes = models.CharField(max_length=1000, blank=True, help_text="Space-separated.")
+    token_auth_method = models.CharField(
+        max_length=32, choices=AuthMethod.choices, default=AuthMethod.POST
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_webex(self) -> bool:
+        """Whether Webex token and org-id conventions apply."""
+        return self.provider == "webex"
+
+    def apply_preset_defaults(self) -> None:
+        """Fill blank URLs and scopes from the provider preset; set values stay as they are."""
+        preset = PRESETS[self.provider]
+        for name in ("authorize_url", "token_url", "userinfo_url", "revocation_url", "scopes"):
+            if not getattr(self, name):
+                setattr(self, name, getattr(preset, name))
+
+    def client_config(self) -> oauth.ClientConfig:
+        """The protocol-level view of this integration."""
+        return oauth.ClientConfig(
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            authorize_url=self.authorize_url,
+            token_url=self.token_url,
+            userinfo_url=self.userinfo_url,
+            scopes=self.scopes,
+            auth_method=self.token_auth_method,
+            timeout=(app_settings.HTTP_CONNECT_TIMEOUT, app_settings.HTTP_TIMEOUT),
+        )
+
+
+class Org(models.Model):
+    """A customer organisation connected (or to be connected) through an integration."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        CONNECTED = "connected", "Connected"
+        NEEDS_RECONNECT = "needs_reconnect", "Needs reconnect"
+        DISABLED = "disabled", "Disabled"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    integration = models.ForeignKey(Integration, on_delete=models.PROTECT, related_name="orgs")
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    status_reason = models.CharField(max_length=500, blank=True)
+    provider_org_id = models.CharField(
+        "provider org id",
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="Set on connect. Clear it to allow a reconnect to another provider org.",
+    )
+    cluster_id = models.CharField(max_length=32, blank=True)
+    connected_at = models.DateTimeField(null=True, blank=True)
+    connected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [
+            ("connect_org", "Can connect or reconnect an org at the provider"),
+            ("refresh_org", "Can refresh an org's token now"),
+            ("disconnect_org", "Can disconnect an org"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Token(models.Model):
+    """An org's current credential. Written only by tokens.services."""
+
+    org = models.OneToOneField(Org, on_delete=models.CASCADE, related_name="token")
+    access_token = EncryptedTextField()
+    refresh_token = EncryptedTextField(blank=True)
+    token_type = models.CharField(max_length=32, default="Bearer")
+    scope = models.TextField(blank=True)
+    access_expires_at = models.DateTimeField()
+    refresh_expires_at = models.DateTimeField(null=True, blank=True)
+    next_refresh_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    version = models.PositiveIntegerField(default=1)
+    access_fingerprint = models.CharField(max_length=64)
+    refresh_fingerprint = models.CharField(max_length=64, blank=True)
+    obtained_at = models.DateTimeField(help_text="When the current access token was issued.")
+
+    def __str__(self) -> str:
+        return f"Token of {self.org} v{self.version} ({self.access_fingerprint})"
+
+
+class TokenEvent(models.Model):
+    """One line of the append-only token history. Never holds a secret."""
+
+    class Kind(models.TextChoices):
+        CONNECTED = "connected", "Connected"
+        CONNECT_FAILED = "connect_failed", "Connect failed"
+        REFRESHED = "refreshed", "Refreshed"
+        REFRESH_FAILED = "refresh_failed", "Refresh failed"
+        DISCONNECTED = "disconnected", "Disconnected"
+        ORG_MISMATCH = "org_mismatch", "Org mismatch"
+        KEY_ROTATED = "key_rotated", "Key rotated"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Manual"
+        API = "api", "API"
+        CALLBACK = "callback", "OAuth callback"
+        COMMAND = "command", "Command"
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", "Success"
+        FAILURE = "failure", "Failure"
+        WARNING = "warning", "Warning"
+
+    org = models.ForeignKey(
+        Org, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    # Kept so the history still names the org after the org is deleted.
+    org_slug = models.CharField(max_length=64, blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=clock.now, db_index=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    access_expires_at = models.DateTimeField(null=True, blank=True)
+    refresh_expires_at = models.DateTimeField(null=True, blank=True)
+    access_fingerprint = models.CharField(max_length=64, blank=True)
+    refresh_fingerprint = models.CharField(max_length=64, blank=True)
+    token_version = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["org", "-created_at"], name="tokenevent_org_time")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.org_slug} ({self.outcome})"

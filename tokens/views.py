@@ -1,0 +1,167 @@
+"""The OAuth connect flow: send an admin to the provider, take the callback."""
+
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from . import clock, oauth, services
+from .conf import app_settings
+from .exceptions import ConnectError, OAuthStateError, ProviderError
+from .models import Org
+
+logger = logging.getLogger(__name__)
+
+SESSION_KEY = "tokens_oauth_pending"
+_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def redirect_uri() -> str:
+    """The callback URL to register at the provider, built from CONSOLE_BASE_URL."""
+    return settings.CONSOLE_BASE_URL + reverse("tokens:oauth-callback")
+
+
+def staff_permission_required(perm: str) -> Callable:
+    """Anonymous users go to the login page; signed-in users without staff + perm get 403."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+            if not (request.user.is_active and request.user.is_staff):
+                raise PermissionDenied("Only staff can connect orgs.")
+            if not request.user.has_perm(perm):
+                raise PermissionDenied(f"You need the {perm} permission.")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+@require_GET
+@staff_permission_required("tokens.connect_org")
+def oauth_connect(request: HttpRequest, slug: str) -> HttpResponse:
+    """Start an authorization-code + PKCE flow for one org and send the admin to the provider."""
+    org = get_object_or_404(Org.objects.select_related("integration"), slug=slug)
+    if org.status == Org.Status.DISABLED:
+        messages.error(request, f"{org} is disabled: enable it before connecting.")
+        return HttpResponseRedirect(_org_admin_url(org))
+    state = secrets.token_urlsafe(32)
+    pkce = oauth.make_pkce_pair()
+    _remember_state(request, state, org=org, verifier=pkce.verifier)
+    url = oauth.build_authorize_url(
+        org.integration.client_config(),
+        redirect_uri=redirect_uri(),
+        state=state,
+        code_challenge=pkce.challenge,
+    )
+    logger.info("connect started org=%s user=%s", org.slug, request.user.get_username())
+    return HttpResponseRedirect(url)
+
+
+@require_GET
+@staff_permission_required("tokens.connect_org")
+def oauth_callback(request: HttpRequest) -> HttpResponse:
+    """Finish a connect flow: check the state, exchange the code, store the tokens."""
+    try:
+        pending = _take_state(request, request.GET.get("state", ""))
+    except OAuthStateError as exc:
+        return _error_page(request, str(exc), status=400)
+    org = Org.objects.select_related("integration").filter(pk=pending["org"]).first()
+    if org is None:
+        return _error_page(request, "The org of this sign-in no longer exists.", status=404)
+    error_code = request.GET.get("error", "")
+    if error_code:
+        if not _ERROR_CODE.match(error_code):
+            error_code = "invalid_error_code"
+        description = request.GET.get("error_description", "")[:300]
+        services.org_connect_failed(
+            org=org, error_code=error_code, description=description, actor=request.user
+        )
+        messages.error(request, f"{org} was not connected: the provider answered {error_code}.")
+        return HttpResponseRedirect(_org_admin_url(org))
+    code = request.GET.get("code", "")
+    if not code or len(code) > 2048:
+        return _error_page(request, "The provider sent no usable authorization code.", status=400)
+    try:
+        token = services.org_connect(
+            org=org,
+            code=code,
+            code_verifier=pending["verifier"],
+            redirect_uri=redirect_uri(),
+            actor=request.user,
+        )
+    except (ProviderError, ConnectError) as exc:
+        messages.error(request, f"{org} was not connected: {exc} Its current tokens are kept.")
+        return HttpResponseRedirect(_org_admin_url(org))
+    messages.success(
+        request,
+        f"{org} is connected. Access token {token.access_fingerprint} "
+        f"expires {token.access_expires_at:%Y-%m-%d %H:%M %Z}.",
+    )
+    return HttpResponseRedirect(_org_admin_url(org))
+
+
+def _remember_state(request: HttpRequest, state: str, *, org: Org, verifier: str) -> None:
+    """Keep a few pending flows per session, newest last; the oldest falls out."""
+    pending = request.session.get(SESSION_KEY, {})
+    pending[state] = {
+        "org": org.pk,
+        "verifier": verifier,
+        "user": request.user.pk,
+        "created": clock.now().timestamp(),
+    }
+    newest = sorted(pending.items(), key=lambda item: item[1]["created"])
+    request.session[SESSION_KEY] = dict(newest[-app_settings.OAUTH_MAX_PENDING_STATES :])
+
+
+def _take_state(request: HttpRequest, state: str) -> dict:
+    """Pop the pending flow for `state` (single use) and check it is this user's and fresh."""
+    if not state:
+        raise OAuthStateError(
+            "The callback carries no state, so it cannot be matched to a connect "
+            "request. Start again with Connect on the org page."
+        )
+    pending = request.session.get(SESSION_KEY, {})
+    entry = pending.pop(state, None) if len(state) <= 128 else None
+    request.session[SESSION_KEY] = pending
+    if entry is None:
+        raise OAuthStateError(
+            "This sign-in does not match a connect request of your session: it was already "
+            "used, started in another browser, or forged. Start again with Connect."
+        )
+    if entry["user"] != request.user.pk:
+        raise OAuthStateError("This sign-in was started by another user. Start again.")
+    age = clock.now().timestamp() - entry["created"]
+    if age > app_settings.OAUTH_STATE_TTL:
+        raise OAuthStateError(
+            f"This sign-in took longer than {app_settings.OAUTH_STATE_TTL} s and expired. "
+            "Start again with Connect."
+        )
+    return entry
+
+
+def _error_page(request: HttpRequest, message: str, *, status: int) -> HttpResponse:
+    logger.warning("connect callback refused status=%s reason=%s", status, message)
+    return render(
+        request,
+        "tokens/connect_error.html",
+        {"message": message, "title": "Connection failed"},
+        status=status,
+    )
+
+
+def _org_admin_url(org: Org) -> str:
+    return reverse("admin:tokens_org_change", args=[org.pk])
