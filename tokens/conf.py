@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     # Up to this share of the planned interval is added at random, so orgs connected
     # together do not all refresh in the same minute.
     "REFRESH_JITTER_FRACTION": 0.02,
+    # Seconds `runconsole` waits for the web server and cluster to stop before killing them.
+    "PROCESS_STOP_TIMEOUT": 5.0,
     # Characters of the SHA-256 hex digest kept as a token's fingerprint.
     "FINGERPRINT_LENGTH": 12,
 }

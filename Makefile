@@ -1,0 +1,51 @@
+# Token Console. `make run` and `make test` work on a fresh machine with Python 3.11.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+MANAGE := $(BIN)/python manage.py
+DEMO_PROVIDER_PORT ?= 8765
+
+.PHONY: help install env setup run demo test lint format clean
+
+help:
+	@echo "make run    set up (virtualenv, .env, database, admin) and run the console"
+	@echo "make demo   like run, plus a fake OAuth provider and a Demo org to connect"
+	@echo "make test   lint and run the whole test suite"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+env: install
+	$(BIN)/python scripts/init_env.py
+
+setup: env
+	$(MANAGE) migrate --no-input
+	$(MANAGE) ensure_admin
+
+run: setup
+	$(MANAGE) runconsole
+
+demo: setup
+	$(MANAGE) setup_demo --provider-url http://127.0.0.1:$(DEMO_PROVIDER_PORT)
+	$(MANAGE) runconsole --demo-provider $(DEMO_PROVIDER_PORT)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

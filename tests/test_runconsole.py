@@ -1,0 +1,129 @@
+"""`make demo` as a newcomer meets it: one process runs web, cluster and fake provider;
+signing in and pressing Connect connects the demo org; Ctrl-C stops everything."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+STOP_DEADLINE = 15  # seconds; runconsole waits 5 s, then kills what hangs
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, deadline: float = 30) -> None:
+    """Poll until something listens on the port (bounded), failing early if the process died."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        assert process.poll() is None, "runconsole exited before it served"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)  # readiness poll of a child process, not a test of time
+    raise AssertionError(f"nothing listened on {port} within {deadline} s")
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def console_env(tmp_path) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DATABASE_", "REDIS_"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="tokenconsole.settings",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'console.sqlite3'}",
+        SECRET_KEY="runconsole-test-" + Fernet.generate_key().decode(),
+        FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        DEBUG="true",
+    )
+    return env
+
+
+def sign_in(session: requests.Session, base: str, password: str) -> None:
+    page = session.get(f"{base}/admin/login/", timeout=5)
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+    answer = session.post(
+        f"{base}/admin/login/?next=/admin/",
+        data={"username": "admin", "password": password, "csrfmiddlewaretoken": csrf},
+        headers={"Referer": f"{base}/admin/login/"},
+        timeout=5,
+    )
+    assert answer.url == f"{base}/admin/", "login failed"
+
+
+def test_demo_console_connects_by_clicking_and_stops_on_ctrl_c(console_env):
+    web_port, provider_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{web_port}"
+    console_env["CONSOLE_BASE_URL"] = base
+    manage(console_env, "migrate", "--no-input")
+    created = manage(console_env, "ensure_admin")
+    password = re.search(r"password (\S+)", created)[1]
+    assert "An admin account exists" in manage(console_env, "ensure_admin")
+    manage(console_env, "setup_demo", "--provider-url", f"http://127.0.0.1:{provider_port}")
+
+    console = subprocess.Popen(
+        [sys.executable, "manage.py", "runconsole", "--addr", f"127.0.0.1:{web_port}",
+         "--demo-provider", str(provider_port)],
+        cwd=ROOT, env=console_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    children: list[int] = []
+    try:
+        wait_for_port(web_port, console)
+        wait_for_port(provider_port, console)
+        session = requests.Session()
+        sign_in(session, base, password)
+        org_list = session.get(f"{base}/admin/tokens/org/", timeout=5).text
+        org_page = re.search(r'href="(/admin/tokens/org/\d+/change/)"', org_list)[1]
+        button = re.search(
+            r'href="([^"]+)" class="connect-link">Connect<', session.get(base + org_page).text
+        )
+        assert button, "no Connect button on the demo org's page"
+        landed = session.get(base + button[1], timeout=10)
+        assert landed.url == base + org_page
+        assert "Demo org is connected" in landed.text
+        assert "org-status-connected" in landed.text
+        children = [int(pid) for pid in subprocess.check_output(
+            ["pgrep", "-P", str(console.pid)], text=True).split()]  # fmt: skip
+        assert len(children) == 3  # web, cluster, fake provider
+    finally:
+        console.send_signal(signal.SIGINT)
+        output, _ = console.communicate(timeout=STOP_DEADLINE)
+    assert console.returncode == 0, output
+    assert "Stopped." in output
+    assert not [pid for pid in children if group_alive(pid)], "a process group outlived Ctrl-C"
