@@ -50,12 +50,18 @@ def manage(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def live_members(pgid: int) -> list[int]:
+    """Pids in process group `pgid` that are still running (zombies do not count)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
 
 
 @pytest.fixture
@@ -126,4 +132,5 @@ def test_demo_console_connects_by_clicking_and_stops_on_ctrl_c(console_env):
         output, _ = console.communicate(timeout=STOP_DEADLINE)
     assert console.returncode == 0, output
     assert "Stopped." in output
-    assert not [pid for pid in children if group_alive(pid)], "a process group outlived Ctrl-C"
+    survivors = [pid for group in children for pid in live_members(group)]
+    assert not survivors, "a process outlived Ctrl-C"
