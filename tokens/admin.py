@@ -1,11 +1,18 @@
 """Admin: integrations (secret write-only), orgs with status and token summary."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+from django_q.tasks import async_task
 
+from . import services
+from .exceptions import OrgNotRefreshable
 from .models import Integration, Org, TokenEvent
 from .providers import PRESETS
 from .views import redirect_uri
@@ -129,6 +136,7 @@ class OrgAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug", "provider_org_id"]
     list_select_related = ["integration", "token"]
     prepopulated_fields = {"slug": ["name"]}
+    actions = ["refresh_selected"]
     fields = [
         "name",
         "slug",
@@ -200,7 +208,48 @@ class OrgAdmin(admin.ModelAdmin):
             context["connect_label"] = (
                 "Connect" if obj.status == Org.Status.PENDING else "Reconnect"
             )
+        may_refresh = request.user.has_perm("tokens.refresh_org")
+        if obj is not None and obj.status == Org.Status.CONNECTED and may_refresh:
+            context["refresh_url"] = reverse("admin:tokens_org_refresh", args=[obj.pk])
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def get_urls(self):
+        refresh = self.admin_site.admin_view(require_POST(self.refresh_view))
+        return [
+            path("<int:org_id>/refresh/", refresh, name="tokens_org_refresh"),
+            *super().get_urls(),
+        ]
+
+    def refresh_view(self, request: HttpRequest, org_id: int) -> HttpResponseRedirect:
+        """Refresh now: run the refresh at once and report the outcome."""
+        if not request.user.has_perm("tokens.refresh_org"):
+            raise PermissionDenied
+        org = get_object_or_404(Org, pk=org_id)
+        try:
+            result = services.token_refresh(
+                org_id=org.pk, trigger=TokenEvent.Trigger.MANUAL, actor=request.user,
+                force=True, wait=True,
+            )  # fmt: skip
+        except OrgNotRefreshable as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            level = messages.SUCCESS if result.ok else messages.ERROR
+            self.message_user(request, f"{org}: {result.message}", level)
+            self.log_change(request, org, f"Refresh now: {result.outcome}")
+        return HttpResponseRedirect(reverse("admin:tokens_org_change", args=[org.pk]))
+
+    @admin.action(description="Refresh selected orgs", permissions=["refresh"])
+    def refresh_selected(self, request: HttpRequest, queryset) -> None:
+        """Queue a manual refresh for each selected connected org."""
+        connected = list(queryset.filter(status=Org.Status.CONNECTED).values_list("pk", flat=True))
+        for org_id in connected:
+            async_task("tokens.tasks.refresh_org", org_id, "manual", request.user.pk, True)
+        skipped = queryset.count() - len(connected)
+        note = f" {skipped} not connected, skipped." if skipped else ""
+        self.message_user(request, f"Queued a refresh for {len(connected)} org(s).{note}")
+
+    def has_refresh_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("tokens.refresh_org")
 
 
 def _token_attr(org: Org, name: str) -> object:

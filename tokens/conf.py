@@ -26,6 +26,28 @@ DEFAULTS: dict[str, Any] = {
     # Up to this share of the planned interval is added at random, so orgs connected
     # together do not all refresh in the same minute.
     "REFRESH_JITTER_FRACTION": 0.02,
+    # Refresh tokens unused this long are refreshed anyway, so inactivity never expires them.
+    "REFRESH_TOKEN_KEEPALIVE_DAYS": 30,
+    # A refresh claims its org for this long (seconds). It must outlast the HTTP
+    # timeouts, so a second refresh can only start once the first is surely over.
+    "REFRESH_LEASE": 60,
+    # A caller that finds a refresh in flight (Refresh now, the API) waits this long for it.
+    "REFRESH_WAIT": 20.0,
+    # The sweep marks an org dispatched for this long; a task lost with the queue
+    # (a broker restart) is dispatched again afterwards. The database is the truth.
+    "DISPATCH_LEASE": 300,
+    # Most orgs one sweep dispatches, all integrations together.
+    "SWEEP_MAX_DISPATCH": 20000,
+    # Default refreshes per minute per integration; an integration may set its own.
+    "REFRESH_RATE_PER_MINUTE": 1200,
+    # Transient failures retry after base * 2^(n-1) seconds, capped, with jitter;
+    # a longer Retry-After wins.
+    "RETRY_BASE_DELAY": 30,
+    "RETRY_MAX_DELAY": 30 * 60,
+    # Mail the admins after this many consecutive transient failures (once).
+    "FAILURE_ALERT_AFTER": 3,
+    # Mail the admins when a refresh token expires within this many days (once per token).
+    "REFRESH_EXPIRY_WARNING_DAYS": 14,
     # Seconds `runconsole` waits for the web server and cluster to stop before killing them.
     "PROCESS_STOP_TIMEOUT": 5.0,
     # Characters of the SHA-256 hex digest kept as a token's fingerprint.

@@ -58,3 +58,7 @@ class ConnectError(TokenConsoleError):
 
 class OAuthStateError(ConnectError):
     """The callback's state is missing, unknown, expired or already used."""
+
+
+class OrgNotRefreshable(TokenConsoleError):
+    """The org is pending, disabled or needs a reconnect: no refresh is attempted."""

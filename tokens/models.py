@@ -42,6 +42,17 @@ class Integration(models.Model):
     token_auth_method = models.CharField(
         max_length=32, choices=AuthMethod.choices, default=AuthMethod.POST
     )
+    refresh_rate_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most scheduled refreshes per minute. Blank: the console default.",
+    )
+    throttled_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The provider answered 429: scheduled refreshes wait until then.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -50,6 +61,11 @@ class Integration(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def rate_per_minute(self) -> int:
+        """Scheduled refreshes allowed per minute for this integration."""
+        return self.refresh_rate_per_minute or app_settings.REFRESH_RATE_PER_MINUTE
 
     @property
     def is_webex(self) -> bool:
@@ -135,6 +151,17 @@ class Token(models.Model):
     access_fingerprint = models.CharField(max_length=64)
     refresh_fingerprint = models.CharField(max_length=64, blank=True)
     obtained_at = models.DateTimeField(help_text="When the current access token was issued.")
+    # Single flight: a refresh claims the token until `refreshing_until` (a lease).
+    refresh_claim = models.CharField(max_length=32, blank=True)
+    refreshing_until = models.DateTimeField(null=True, blank=True)
+    # The sweep's mark that a task for this org is queued (see DISPATCH_LEASE).
+    dispatched_until = models.DateTimeField(null=True, blank=True)
+    failure_count = models.PositiveIntegerField(default=0)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_error_code = models.CharField(max_length=64, blank=True)
+    # One alert per condition: set when the alert is sent, cleared when it is over.
+    failing_alerted = models.BooleanField(default=False)
+    expiry_alerted_fingerprint = models.CharField(max_length=64, blank=True)
 
     def __str__(self) -> str:
         return f"Token of {self.org} v{self.version} ({self.access_fingerprint})"

@@ -1,23 +1,19 @@
-"""Everything that changes token state: connect (and, later, refresh and disconnect).
-
-Views, admin actions, tasks and commands call these functions; nothing else writes
-a Token. Each write happens in one transaction together with its TokenEvent.
-"""
+"""Connecting an org: exchange the authorization code and store the first tokens."""
 
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
-from . import clock, oauth
-from .conf import app_settings
-from .exceptions import ConnectError, ProviderError
-from .models import Integration, Org, Token, TokenEvent, fingerprint
-from .planning import plan_next_refresh
-from .providers import decode_webex_org_id, parse_webex_access_token
+from tokens import alerts, oauth
+from tokens.exceptions import ConnectError, ProviderError
+from tokens.models import Integration, Org, Token, TokenEvent
+from tokens.providers import decode_webex_org_id, parse_webex_access_token
+
+from .events import token_event_record
+from .store import elapsed_ms, expiry_warning, locked_org_and_token, token_store_answer
 
 logger = logging.getLogger(__name__)
 
@@ -34,47 +30,6 @@ class ProviderIdentity:
     cluster_id: str = ""
     # An inconsistency worth an error event (token suffix vs people/me), or "".
     mismatch: str = ""
-
-
-def token_event_record(
-    *,
-    org: Org | None,
-    kind: str,
-    trigger: str,
-    outcome: str,
-    actor: AbstractBaseUser | None = None,
-    token: Token | None = None,
-    error: ProviderError | None = None,
-    message: str = "",
-    error_code: str = "",
-    duration_ms: int | None = None,
-) -> TokenEvent:
-    """Append one line to the token history. Only fingerprints and expiries are kept."""
-    event = TokenEvent(
-        org=org,
-        org_slug=org.slug if org else "",
-        kind=kind,
-        trigger=trigger,
-        outcome=outcome,
-        actor=actor if actor is not None and actor.is_authenticated else None,
-        created_at=clock.now(),
-        message=(message or (str(error) if error else ""))[:500],
-        error_code=error_code,
-        duration_ms=duration_ms,
-    )
-    if error is not None:
-        event.http_status = error.http_status
-        event.error_code = error_code or error.error_code
-        if error.description:
-            event.message = f"{event.message} Provider said: {error.description}"[:500]
-    if token is not None:
-        event.access_expires_at = token.access_expires_at
-        event.refresh_expires_at = token.refresh_expires_at
-        event.access_fingerprint = token.access_fingerprint
-        event.refresh_fingerprint = token.refresh_fingerprint
-        event.token_version = token.version
-    event.save()
-    return event
 
 
 def org_connect(
@@ -103,8 +58,9 @@ def org_connect(
         _record_connect_failure(org, exc, actor=actor, started=started)
         raise
     with transaction.atomic():
-        locked = Org.objects.select_for_update().get(pk=org.pk)
-        token = _store_answer(locked, answer, existing=_current_token(locked))
+        locked, existing = locked_org_and_token(org.pk)
+        was_needing_reconnect = locked.status == Org.Status.NEEDS_RECONNECT
+        token = token_store_answer(locked, answer, existing=existing)
         locked.status = Org.Status.CONNECTED
         locked.status_reason = ""
         locked.provider_org_id = identity.org_id or locked.provider_org_id
@@ -126,12 +82,14 @@ def org_connect(
             org=locked,
             kind=Kind.CONNECTED,
             trigger=Trigger.CALLBACK,
-            outcome=Outcome.SUCCESS,
+            outcome=Outcome.WARNING if expiry_warning(answer) else Outcome.SUCCESS,
             actor=actor,
             token=token,
-            message=_expiry_warning(answer),
-            duration_ms=_elapsed_ms(started),
+            message=expiry_warning(answer),
+            duration_ms=elapsed_ms(started),
         )
+        if was_needing_reconnect:
+            alerts.alert_recovered(locked, how="reconnected")
     org.refresh_from_db()
     logger.info(
         "org connected org=%s version=%s access_fp=%s",
@@ -219,52 +177,5 @@ def _record_connect_failure(
         error=error,
         message=str(exc),
         error_code=code,
-        duration_ms=_elapsed_ms(started),
+        duration_ms=elapsed_ms(started),
     )
-
-
-def _current_token(org: Org) -> Token | None:
-    return Token.objects.select_for_update().filter(org=org).first()
-
-
-def _store_answer(org: Org, answer: oauth.TokenResponse, *, existing: Token | None) -> Token:
-    """Write a token answer over the org's Token (inside the caller's transaction)."""
-    now = clock.now()
-    token = existing or Token(org=org, version=0)
-    lifetime = answer.expires_in or app_settings.DEFAULT_ACCESS_TOKEN_LIFETIME
-    token.access_token = answer.access_token
-    token.access_fingerprint = fingerprint(answer.access_token)
-    token.token_type = answer.token_type
-    token.scope = answer.scope or token.scope
-    token.obtained_at = now
-    token.access_expires_at = now + timedelta(seconds=lifetime)
-    # A provider may omit refresh_token on refresh: keep the one we have, never blank it.
-    if answer.refresh_token:
-        token.refresh_token = answer.refresh_token
-        token.refresh_fingerprint = fingerprint(answer.refresh_token)
-        token.refresh_expires_at = (
-            now + timedelta(seconds=answer.refresh_token_expires_in)
-            if answer.refresh_token_expires_in
-            else None
-        )
-    token.next_refresh_at = (
-        plan_next_refresh(obtained_at=now, access_expires_at=token.access_expires_at)
-        if token.refresh_token
-        else None
-    )
-    token.version += 1
-    token.save()
-    return token
-
-
-def _expiry_warning(answer: oauth.TokenResponse) -> str:
-    if answer.expires_in:
-        return ""
-    return (
-        "The provider did not say when the access token expires; assumed "
-        f"{app_settings.DEFAULT_ACCESS_TOKEN_LIFETIME} s."
-    )
-
-
-def _elapsed_ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)

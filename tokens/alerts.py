@@ -1,0 +1,62 @@
+"""Mail to the admins when an org needs a human, and when it no longer does.
+
+Mail goes out only after the transaction that changed the state commits, and never
+carries a secret: org names, states, provider error codes and expiry times.
+"""
+
+import logging
+from datetime import datetime
+
+from django.core.mail import mail_admins
+from django.db import transaction
+
+from .models import Org
+
+logger = logging.getLogger(__name__)
+
+
+def _send_on_commit(subject: str, body: str) -> None:
+    def send() -> None:
+        try:
+            mail_admins(subject, body)
+        except Exception:  # a mail outage must not undo or fail a refresh
+            logger.exception("alert mail failed subject=%r", subject)
+
+    transaction.on_commit(send)
+
+
+def alert_needs_reconnect(org: Org, *, reason: str) -> None:
+    """The provider rejected the grant: an admin must press Reconnect."""
+    _send_on_commit(
+        f"{org.name} needs to be reconnected",
+        f"The provider rejected the stored grant of {org.name} ({org.slug}).\n"
+        f"Reason: {reason}\n\nOpen the org in the Token Console and press Reconnect.",
+    )
+
+
+def alert_recovered(org: Org, *, how: str) -> None:
+    """An org that needed attention is healthy again."""
+    _send_on_commit(
+        f"{org.name} has recovered",
+        f"{org.name} ({org.slug}) holds a valid token again ({how}).",
+    )
+
+
+def alert_refresh_failing(org: Org, *, failures: int, error_code: str) -> None:
+    """Refreshes keep failing for a transient reason (provider down, throttling)."""
+    _send_on_commit(
+        f"Token refresh failing for {org.name}",
+        f"{failures} refreshes of {org.name} ({org.slug}) failed in a row "
+        f"(last error: {error_code or 'no answer'}). The current token is kept and "
+        "retries continue with backoff; you will get one more mail when it recovers.",
+    )
+
+
+def alert_refresh_token_expiring(org: Org, *, expires_at: datetime) -> None:
+    """The refresh token runs out soon whatever we do: reconnect before then."""
+    _send_on_commit(
+        f"{org.name}: refresh token expires {expires_at:%Y-%m-%d}",
+        f"The refresh token of {org.name} ({org.slug}) expires at "
+        f"{expires_at:%Y-%m-%d %H:%M %Z}. Reconnect the org before then, or it will stop "
+        "getting tokens.",
+    )

@@ -1,0 +1,59 @@
+"""The per-minute sweep: queue one refresh task per due org, and send expiry warnings."""
+
+import logging
+from collections import Counter
+from datetime import timedelta
+
+from django.db import transaction
+from django_q.tasks import async_task
+
+from tokens import alerts, clock
+from tokens.conf import app_settings
+from tokens.models import Token
+from tokens.selectors import integration_budgets, refresh_tokens_expiring, tokens_due
+
+logger = logging.getLogger(__name__)
+
+REFRESH_TASK = "tokens.tasks.refresh_org"
+
+
+def refresh_dispatch_due() -> int:
+    """Queue a refresh task for each due org, within each integration's rate; return the count.
+
+    The orgs are marked dispatched first, so the next sweep does not queue them again
+    while their task waits; a task lost with the queue is re-dispatched once the mark
+    runs out (DISPATCH_LEASE). Extra or late tasks are harmless: the refresh service
+    re-checks that the org is still due.
+    """
+    now = clock.now()
+    due = tokens_due(now=now, limit=app_settings.SWEEP_MAX_DISPATCH)
+    if not due:
+        return 0
+    budgets = integration_budgets(now=now, integration_ids={i for _, i in due})
+    taken: Counter[int] = Counter()
+    chosen = []
+    for org_id, integration_id in due:
+        if taken[integration_id] < budgets.get(integration_id, 0):
+            taken[integration_id] += 1
+            chosen.append(org_id)
+    lease_end = now + timedelta(seconds=app_settings.DISPATCH_LEASE)
+    with transaction.atomic():
+        Token.objects.filter(org_id__in=chosen).update(dispatched_until=lease_end)
+    for org_id in chosen:
+        async_task(REFRESH_TASK, org_id, "schedule", group="refresh")
+    if len(chosen) < len(due):
+        logger.info("sweep held back %s due orgs (rate limits)", len(due) - len(chosen))
+    logger.info("sweep dispatched %s refreshes", len(chosen))
+    return len(chosen)
+
+
+def refresh_expiry_alerts_send() -> int:
+    """Mail once per refresh token that expires within the warning window; return how many."""
+    expiring = refresh_tokens_expiring(now=clock.now())
+    for token in expiring:
+        with transaction.atomic():
+            Token.objects.filter(pk=token.pk).update(
+                expiry_alerted_fingerprint=token.refresh_fingerprint
+            )
+            alerts.alert_refresh_token_expiring(token.org, expires_at=token.refresh_expires_at)
+    return len(expiring)

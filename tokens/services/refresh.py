@@ -1,0 +1,256 @@
+"""token_refresh: the one way any trigger refreshes an org's token.
+
+Single flight without holding a database lock across the network call:
+1. a short transaction locks the org, re-reads the token, checks it is still due,
+   and claims it for REFRESH_LEASE seconds (a second caller sees the claim and
+   waits or leaves);
+2. the provider is called with no transaction open;
+3. a second short transaction stores the answer, or the failure, with its event.
+
+Holding a row lock through the HTTP call would do the same on PostgreSQL, but on
+SQLite a write transaction locks the whole database: every refresh, callback and
+admin save would queue behind provider latency. The lease outlasts the HTTP
+timeouts, so a refresh token is never presented twice; a process killed mid-call
+leaves a claim that simply runs out, and the next attempt starts from the token
+that is still stored.
+"""
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+
+from tokens import alerts, clock, oauth
+from tokens.conf import app_settings
+from tokens.exceptions import InvalidClient, InvalidGrant, OrgNotRefreshable, ProviderError
+from tokens.models import Integration, Org, Token, TokenEvent
+from tokens.planning import retry_delay
+
+from .events import token_event_record
+from .store import elapsed_ms, expiry_warning, locked_org_and_token, token_store_answer
+
+logger = logging.getLogger(__name__)
+
+Kind = TokenEvent.Kind
+Outcome = TokenEvent.Outcome
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What one call of token_refresh did. Holds no secret."""
+
+    org_slug: str
+    outcome: str  # refreshed | not_due | in_progress | retry_scheduled | needs_reconnect
+    message: str
+    token_version: int | None = None
+    next_refresh_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The org holds a token that needs no attention now."""
+        return self.outcome in ("refreshed", "not_due", "in_progress")
+
+
+@dataclass(frozen=True)
+class _Claim:
+    org_id: int
+    org_slug: str
+    claim_id: str
+    version: int
+    config: oauth.ClientConfig
+    refresh_token: str = field(repr=False)
+
+
+def token_refresh(
+    *,
+    org_id: int,
+    trigger: str,
+    actor: AbstractBaseUser | None = None,
+    force: bool = False,
+    wait: bool = False,
+) -> RefreshResult:
+    """Refresh an org's access token if it is due (or `force`), at most one at a time.
+
+    Raises OrgNotRefreshable, without calling the provider, when the org is not
+    connected. With `wait`, a caller that finds a refresh in flight waits for it
+    (up to REFRESH_WAIT seconds) and reports its result instead of leaving at once.
+    """
+    claim = _claim(org_id, force=force)
+    if isinstance(claim, RefreshResult):
+        if claim.outcome == "in_progress" and wait:
+            return _wait_for_flight(org_id, version_before=claim.token_version)
+        return claim
+    started = time.monotonic()
+    try:
+        answer = oauth.refresh(claim.config, refresh_token=claim.refresh_token)
+    except ProviderError as error:
+        return _store_failure(claim, error, trigger=trigger, actor=actor, started=started)
+    return _store_success(claim, answer, trigger=trigger, actor=actor, started=started)
+
+
+def _claim(org_id: int, *, force: bool) -> _Claim | RefreshResult:
+    """Transaction 1: check the org may and should refresh, then claim it."""
+    now = clock.now()
+    with transaction.atomic():
+        org, token = locked_org_and_token(org_id)
+        if org.status != Org.Status.CONNECTED:
+            raise OrgNotRefreshable(
+                f"{org.slug} is {org.get_status_display().lower()}: nothing to refresh"
+                + (" until it is reconnected." if org.status != Org.Status.DISABLED else ".")
+            )
+        if token is None or not token.refresh_token:
+            raise OrgNotRefreshable(f"{org.slug} has no refresh token: reconnect it.")
+        if token.refreshing_until and token.refreshing_until > now:
+            return _result(org, token, "in_progress", "Another refresh is in flight.")
+        if not force and (token.next_refresh_at is None or token.next_refresh_at > now):
+            return _result(org, token, "not_due", "Not due yet.")
+        token.refresh_claim = uuid.uuid4().hex
+        token.refreshing_until = now + timedelta(seconds=app_settings.REFRESH_LEASE)
+        token.save(update_fields=["refresh_claim", "refreshing_until"])
+        return _Claim(
+            org_id=org.pk,
+            org_slug=org.slug,
+            claim_id=token.refresh_claim,
+            version=token.version,
+            config=org.integration.client_config(),
+            refresh_token=token.refresh_token,
+        )
+
+
+def _store_success(
+    claim: _Claim,
+    answer: oauth.TokenResponse,
+    *,
+    trigger: str,
+    actor: AbstractBaseUser | None,
+    started: float,
+) -> RefreshResult:
+    """Transaction 2 after a good answer: store it and its event together."""
+    with transaction.atomic():
+        org, token = locked_org_and_token(claim.org_id)
+        if token is None or token.version != claim.version:
+            # A reconnect replaced the token while we were away: it wins.
+            return _result(org, token, "not_due", "The token was replaced meanwhile.")
+        recovered = token.failing_alerted
+        token = token_store_answer(org, answer, existing=token)
+        warning = expiry_warning(answer)
+        token_event_record(
+            org=org,
+            kind=Kind.REFRESHED,
+            trigger=trigger,
+            outcome=Outcome.WARNING if warning else Outcome.SUCCESS,
+            actor=actor,
+            token=token,
+            message=warning,
+            duration_ms=elapsed_ms(started),
+        )
+        if recovered:
+            alerts.alert_recovered(org, how="refresh succeeded")
+    logger.info(
+        "token refreshed org=%s version=%s access_fp=%s duration_ms=%s",
+        org.slug,
+        token.version,
+        token.access_fingerprint,
+        elapsed_ms(started),
+    )
+    return _result(org, token, "refreshed", f"Refreshed to version {token.version}.")
+
+
+def _store_failure(
+    claim: _Claim,
+    error: ProviderError,
+    *,
+    trigger: str,
+    actor: AbstractBaseUser | None,
+    started: float,
+) -> RefreshResult:
+    """Transaction 2 after a failure: keep the token, plan what comes next, record it."""
+    now = clock.now()
+    with transaction.atomic():
+        org, token = locked_org_and_token(claim.org_id)
+        if token is None or token.version != claim.version:
+            return _result(org, token, "not_due", "The token was replaced meanwhile.")
+        token.refresh_claim, token.refreshing_until, token.dispatched_until = "", None, None
+        token.last_failure_at, token.last_error_code = now, error.error_code
+        if isinstance(error, (InvalidGrant, InvalidClient)):
+            outcome = _mark_needs_reconnect(org, token, error)
+        else:
+            outcome = _schedule_retry(org, token, error, now=now)
+        token.save()
+        token_event_record(
+            org=org,
+            kind=Kind.REFRESH_FAILED,
+            trigger=trigger,
+            outcome=Outcome.FAILURE,
+            actor=actor,
+            token=token,
+            error=error,
+            duration_ms=elapsed_ms(started),
+        )
+    logger.warning(
+        "token refresh failed org=%s outcome=%s status=%s error=%s failures=%s",
+        org.slug,
+        outcome,
+        error.http_status,
+        error.error_code or type(error).__name__,
+        token.failure_count,
+    )
+    return _result(org, token, outcome, str(error))
+
+
+def _mark_needs_reconnect(org: Org, token: Token, error: ProviderError) -> str:
+    """A permanent failure: stop retrying and ask a human, once."""
+    reason = f"{error.error_code}: {error.description}".strip(": ")
+    token.next_refresh_at = None
+    org.status = Org.Status.NEEDS_RECONNECT
+    org.status_reason = reason[:500]
+    org.save(update_fields=["status", "status_reason", "updated_at"])
+    alerts.alert_needs_reconnect(org, reason=reason)
+    return "needs_reconnect"
+
+
+def _schedule_retry(org: Org, token: Token, error: ProviderError, *, now: datetime) -> str:
+    """A transient failure: keep the token, back off, and slow the integration on 429."""
+    token.failure_count += 1
+    delay = retry_delay(failures=token.failure_count, retry_after=error.retry_after)
+    token.next_refresh_at = now + delay
+    if error.http_status == 429:
+        Integration.objects.filter(pk=org.integration_id).update(throttled_until=now + delay)
+    if token.failure_count >= app_settings.FAILURE_ALERT_AFTER and not token.failing_alerted:
+        token.failing_alerted = True
+        alerts.alert_refresh_failing(
+            org, failures=token.failure_count, error_code=error.error_code or str(error)
+        )
+    return "retry_scheduled"
+
+
+def _wait_for_flight(org_id: int, *, version_before: int | None) -> RefreshResult:
+    """Wait (bounded, in real time) for another caller's refresh and report how it ended."""
+    deadline = time.monotonic() + app_settings.REFRESH_WAIT
+    while True:
+        time.sleep(0.05)  # waiting for another thread or process, not simulated time
+        token = Token.objects.select_related("org").get(org_id=org_id)
+        in_flight = bool(token.refreshing_until and token.refreshing_until > clock.now())
+        if not in_flight or time.monotonic() >= deadline:
+            break
+    if token.version != version_before:
+        return _result(token.org, token, "refreshed", "Refreshed by a concurrent request.")
+    if in_flight:
+        return _result(token.org, token, "in_progress", "Another refresh is still in flight.")
+    if token.org.status == Org.Status.NEEDS_RECONNECT:
+        return _result(token.org, token, "needs_reconnect", token.org.status_reason)
+    return _result(token.org, token, "retry_scheduled", "The concurrent refresh failed.")
+
+
+def _result(org: Org, token: Token | None, outcome: str, message: str) -> RefreshResult:
+    return RefreshResult(
+        org_slug=org.slug,
+        outcome=outcome,
+        message=message,
+        token_version=token.version if token else None,
+        next_refresh_at=token.next_refresh_at if token else None,
+    )

@@ -1,0 +1,74 @@
+"""Writing a provider's token answer: shared by connect and refresh."""
+
+import time
+from datetime import timedelta
+
+from tokens import clock, oauth
+from tokens.conf import app_settings
+from tokens.models import Org, Token, fingerprint
+from tokens.planning import plan_next_refresh
+
+
+def locked_org_and_token(org_id: int) -> tuple[Org, Token | None]:
+    """Lock an org's row, the mutex for its token, and read the token.
+
+    Call inside a transaction. Every writer locks the Org first, then the Token,
+    so two writers can never wait on each other in opposite order.
+    """
+    org = Org.objects.select_for_update().select_related("integration").get(pk=org_id)
+    token = Token.objects.select_for_update().filter(org_id=org_id).first()
+    return org, token
+
+
+def token_store_answer(org: Org, answer: oauth.TokenResponse, *, existing: Token | None) -> Token:
+    """Write a token answer over the org's Token (inside the caller's transaction).
+
+    Clears the refresh claim, the dispatch mark and the failure streak: the org
+    now holds a fresh token.
+    """
+    now = clock.now()
+    token = existing or Token(org=org, version=0)
+    lifetime = answer.expires_in or app_settings.DEFAULT_ACCESS_TOKEN_LIFETIME
+    token.access_token = answer.access_token
+    token.access_fingerprint = fingerprint(answer.access_token)
+    token.token_type = answer.token_type
+    token.scope = answer.scope or token.scope
+    token.obtained_at = now
+    token.access_expires_at = now + timedelta(seconds=lifetime)
+    # A provider may omit refresh_token on refresh: keep the one we have, never blank it.
+    if answer.refresh_token:
+        token.refresh_token = answer.refresh_token
+        token.refresh_fingerprint = fingerprint(answer.refresh_token)
+        if answer.refresh_token_expires_in:
+            token.refresh_expires_at = now + timedelta(seconds=answer.refresh_token_expires_in)
+        elif existing is None or answer.refresh_token != existing.refresh_token:
+            token.refresh_expires_at = None
+    token.next_refresh_at = (
+        plan_next_refresh(obtained_at=now, access_expires_at=token.access_expires_at)
+        if token.refresh_token
+        else None
+    )
+    token.refresh_claim = ""
+    token.refreshing_until = None
+    token.dispatched_until = None
+    token.failure_count = 0
+    token.last_error_code = ""
+    token.failing_alerted = False
+    token.version += 1
+    token.save()
+    return token
+
+
+def expiry_warning(answer: oauth.TokenResponse) -> str:
+    """The warning to record when the provider did not say when the token expires."""
+    if answer.expires_in:
+        return ""
+    return (
+        "The provider did not say when the access token expires; assumed "
+        f"{app_settings.DEFAULT_ACCESS_TOKEN_LIFETIME} s."
+    )
+
+
+def elapsed_ms(started: float) -> int:
+    """Milliseconds since a time.monotonic() reading."""
+    return int((time.monotonic() - started) * 1000)

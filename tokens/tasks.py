@@ -1,0 +1,31 @@
+"""django-q2 entry points: thin wrappers over the services."""
+
+import logging
+
+from django.contrib.auth import get_user_model
+
+from . import services
+from .exceptions import OrgNotRefreshable
+from .models import Org
+
+logger = logging.getLogger(__name__)
+
+
+def refresh_org(
+    org_id: int, trigger: str = "schedule", actor_id: int | None = None, force: bool = False
+) -> str:
+    """Refresh one org; the service, not the queue, handles and retries provider failures."""
+    actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+    try:
+        result = services.token_refresh(org_id=org_id, trigger=trigger, actor=actor, force=force)
+    except (OrgNotRefreshable, Org.DoesNotExist) as exc:
+        logger.info("refresh skipped org_id=%s reason=%s", org_id, exc)
+        return f"skipped: {exc}"
+    return f"{result.org_slug}: {result.outcome}"
+
+
+def sweep_due_orgs() -> str:
+    """The per-minute schedule: dispatch due refreshes and send refresh-token expiry warnings."""
+    dispatched = services.refresh_dispatch_due()
+    warned = services.refresh_expiry_alerts_send()
+    return f"dispatched {dispatched}, expiry warnings {warned}"
