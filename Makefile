@@ -28,6 +28,7 @@ env: install
 setup: env
 	$(MANAGE) migrate --no-input
 	$(MANAGE) ensure_admin
+	$(MANAGE) setup_schedules
 
 run: setup
 	$(MANAGE) runconsole

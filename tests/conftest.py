@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -90,3 +91,31 @@ def operator_client(client, operator: User):
     """A test client signed in as the operator."""
     client.force_login(operator)
     return client
+
+
+REDIRECT_URI = "http://testserver/oauth/callback/"
+
+
+def connect_org(org: Org, provider: FakeProvider) -> Org:
+    """Connect `org` through the real code flow: authorize at the fake provider, then
+    org_connect exchanges the code (PKCE checked by the provider)."""
+    import requests
+
+    from tokens import oauth, services
+
+    config = org.integration.client_config()
+    pkce = oauth.make_pkce_pair()
+    url = oauth.build_authorize_url(
+        config, redirect_uri=REDIRECT_URI, state="s", code_challenge=pkce.challenge
+    )
+    location = requests.get(url, allow_redirects=False, timeout=5).headers["Location"]
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    services.org_connect(org=org, code=code, code_verifier=pkce.verifier, redirect_uri=REDIRECT_URI)
+    org.refresh_from_db()
+    return org
+
+
+@pytest.fixture
+def connected_org(org: Org, provider: FakeProvider) -> Org:
+    """The org, connected through the fake provider."""
+    return connect_org(org, provider)

@@ -181,6 +181,7 @@ class FakeProvider:
         self._grants_by_access: dict[str, _Grant] = {}
         self._grants_by_refresh: dict[str, _Grant] = {}
         self._token_calls: list[dict[str, Any]] = []
+        self._token_arrivals = 0
         self._authorize_calls: list[dict[str, str]] = []
         self._revoke_calls: list[dict[str, Any]] = []
         self._server: _Server | None = None
@@ -306,10 +307,21 @@ class FakeProvider:
         with self._records_changed:
             return self._records_changed.wait_for(lambda: len(self._token_calls) >= count, timeout)
 
+    def wait_for_token_arrivals(self, count: int, timeout: float = 2.0) -> bool:
+        """Block until `count` token requests have arrived (before latency); False on timeout."""
+        with self._records_changed:
+            return self._records_changed.wait_for(lambda: self._token_arrivals >= count, timeout)
+
+    def _note_token_arrival(self) -> None:
+        with self._records_changed:
+            self._token_arrivals += 1
+            self._records_changed.notify_all()
+
     def reset_records(self) -> None:
         """Forget recorded calls (tokens, codes and faults are kept)."""
         with self._lock:
             self._token_calls.clear()
+            self._token_arrivals = 0
             self._authorize_calls.clear()
             self._revoke_calls.clear()
 
@@ -640,6 +652,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif route == ("POST", TOKEN_PATH):
             form = self._read_form()
+            provider._note_token_arrival()
             provider._pause(provider.latency)
             response = provider._handle_token(
                 self.headers.get("Content-Type", ""), form, authorization

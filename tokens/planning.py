@@ -18,7 +18,11 @@ def plan_next_refresh(*, obtained_at: datetime, access_expires_at: datetime) -> 
     by_fraction = obtained_at + lifetime * app_settings.REFRESH_AT_FRACTION
     by_margin = access_expires_at - timedelta(seconds=app_settings.REFRESH_MARGIN_MAX)
     keepalive = obtained_at + timedelta(days=app_settings.REFRESH_TOKEN_KEEPALIVE_DAYS)
-    planned = min(by_fraction, by_margin, keepalive)
+    # A token shorter-lived than the margin is refreshed by the fraction alone,
+    # not at once (which would refresh it on every sweep).
+    planned = min(by_fraction, keepalive)
+    if by_margin > obtained_at:
+        planned = min(planned, by_margin)
     jitter = lifetime * (app_settings.REFRESH_JITTER_FRACTION * random.random())
     return max(planned - jitter, obtained_at)
 

@@ -1,0 +1,104 @@
+"""Single flight on a real database: concurrent triggers, and a process killed mid-refresh."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection, connections
+from django.utils import timezone
+
+from tests.conftest import FakeClock, connect_org
+from tokens import clock, services
+from tokens.models import Org, Token
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def real_time_clock():
+    """A movable clock that starts at the real now (a subprocess shares the database)."""
+    fake = FakeClock(timezone.now())
+    clock.set_clock(fake)
+    yield fake
+    clock.set_clock(None)
+
+
+def test_twenty_concurrent_triggers_make_exactly_one_provider_call(real_time_clock, org, provider):
+    connect_org(org, provider)
+    provider.rotate_refresh_tokens = provider.reuse_detection = True
+    real_time_clock.current = Token.objects.get(org=org).next_refresh_at + timedelta(seconds=1)
+    provider.reset_records()
+    provider.latency = 0.3  # keep the one refresh in flight while the others arrive
+    barrier = threading.Barrier(20)
+    outcomes: list[str] = []
+
+    def trigger(wait: bool) -> None:
+        try:
+            barrier.wait()
+            result = services.token_refresh(org_id=org.pk, trigger="api", wait=wait)
+            outcomes.append(result.outcome)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=trigger, args=(i % 2 == 0,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(outcomes) == 20
+    assert provider.refresh_call_count() == 1
+    assert outcomes.count("refreshed") >= 10  # the one that refreshed + every waiter
+    assert set(outcomes) <= {"refreshed", "in_progress", "not_due"}
+    token = Token.objects.get(org=org)
+    assert token.version == 2
+    assert provider.is_access_token_valid(token.access_token)
+    assert Org.objects.get(pk=org.pk).status == Org.Status.CONNECTED
+
+
+def test_process_killed_mid_refresh_loses_nothing_and_the_next_run_recovers(
+    real_time_clock, org, provider
+):
+    connect_org(org, provider)
+    before = Token.objects.get(org=org)
+    provider.reset_records()
+    provider.latency = 30  # the child is killed while the provider holds its request
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tokenconsole.settings",
+        "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+        "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
+        "SECRET_KEY": "killed-refresh-test",
+    }
+    child = subprocess.Popen(
+        [sys.executable, "manage.py", "refresh_tokens", "--org", org.slug, "--force"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert provider.wait_for_token_arrivals(1, timeout=30), "the child never called"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    provider.latency = 0
+    stranded = Token.objects.get(org=org)
+    assert (stranded.access_token, stranded.refresh_token, stranded.version) == (
+        before.access_token,
+        before.refresh_token,
+        before.version,
+    )
+    assert stranded.refreshing_until is not None  # the dead process's claim
+    assert services.token_refresh(org_id=org.pk, trigger="schedule", force=True).outcome == (
+        "in_progress"
+    )
+    real_time_clock.current = stranded.refreshing_until + timedelta(seconds=1)
+    result = services.token_refresh(org_id=org.pk, trigger="schedule", force=True)
+    assert result.outcome == "refreshed"
+    after = Token.objects.get(org=org)
+    assert after.version == before.version + 1
+    assert provider.is_access_token_valid(after.access_token)
