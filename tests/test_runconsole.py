@@ -50,18 +50,26 @@ def manage(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def live_members(pgid: int) -> list[int]:
-    """Pids in process group `pgid` that are still running (zombies do not count)."""
-    members = []
+def _proc_stats() -> list[tuple[int, str, int, int]]:
+    """(pid, state, parent pid, process group) of every process, read from /proc."""
+    stats = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state not in ("Z", "X"):
-            members.append(int(stat.parent.name))
-    return members
+        stats.append((int(stat.parent.name), fields[0], int(fields[1]), int(fields[2])))
+    return stats
+
+
+def child_pids(parent: int) -> list[int]:
+    """Pids of the running children of `parent`."""
+    return [pid for pid, state, ppid, _ in _proc_stats() if ppid == parent and state != "Z"]
+
+
+def live_members(pgid: int) -> list[int]:
+    """Pids in process group `pgid` that are still running (zombies do not count)."""
+    return [pid for pid, state, _, group in _proc_stats() if group == pgid and state not in "ZX"]
 
 
 @pytest.fixture
@@ -124,8 +132,7 @@ def test_demo_console_connects_by_clicking_and_stops_on_ctrl_c(console_env):
         assert landed.url == base + org_page
         assert "Demo org is connected" in landed.text
         assert "org-status-connected" in landed.text
-        children = [int(pid) for pid in subprocess.check_output(
-            ["pgrep", "-P", str(console.pid)], text=True).split()]  # fmt: skip
+        children = child_pids(console.pid)
         assert len(children) == 3  # web, cluster, fake provider
     finally:
         console.send_signal(signal.SIGINT)

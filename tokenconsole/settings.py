@@ -123,6 +123,7 @@ Q_CLUSTER = {
     "save_limit": env.int("Q_SAVE_LIMIT", default=1000),
     "queue_limit": env.int("Q_QUEUE_LIMIT", default=200),
     "poll": env.float("Q_POLL", default=0.5),
+    "bulk": env.int("Q_BULK", default=1),
     "label": "Task queue",
 }
 if REDIS_URL:

@@ -37,10 +37,12 @@ def refresh_dispatch_due() -> int:
             taken[integration_id] += 1
             chosen.append(org_id)
     lease_end = now + timedelta(seconds=app_settings.DISPATCH_LEASE)
+    # One transaction: with the ORM broker every task is a row, and one commit for
+    # all of them is far cheaper than one each (on SQLite, ~4 ms per commit).
     with transaction.atomic():
         Token.objects.filter(org_id__in=chosen).update(dispatched_until=lease_end)
-    for org_id in chosen:
-        async_task(REFRESH_TASK, org_id, "schedule", group="refresh")
+        for org_id in chosen:
+            async_task(REFRESH_TASK, org_id, "schedule", group="refresh")
     if len(chosen) < len(due):
         logger.info("sweep held back %s due orgs (rate limits)", len(due) - len(chosen))
     logger.info("sweep dispatched %s refreshes", len(chosen))
