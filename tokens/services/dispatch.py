@@ -37,10 +37,11 @@ def refresh_dispatch_due() -> int:
             taken[integration_id] += 1
             chosen.append(org_id)
     lease_end = now + timedelta(seconds=app_settings.DISPATCH_LEASE)
-    # One transaction: with the ORM broker every task is a row, and one commit for
-    # all of them is far cheaper than one each (on SQLite, ~4 ms per commit).
+    Token.objects.filter(org_id__in=chosen).update(dispatched_until=lease_end)
+    # The mark is committed before any task is queued, so no row stays locked while
+    # tasks are pushed. One transaction around the pushes: with the ORM broker every
+    # task is a row, and one commit for all is far cheaper than one each.
     with transaction.atomic():
-        Token.objects.filter(org_id__in=chosen).update(dispatched_until=lease_end)
         for org_id in chosen:
             async_task(REFRESH_TASK, org_id, "schedule", group="refresh")
     if len(chosen) < len(due):
