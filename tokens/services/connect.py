@@ -12,7 +12,7 @@ from tokens.exceptions import ConnectError, ProviderError
 from tokens.models import Integration, Org, Token, TokenEvent
 from tokens.providers import decode_webex_org_id, parse_webex_access_token
 
-from .events import token_event_record
+from .events import acting_user, token_event_record
 from .store import elapsed_ms, expiry_warning, locked_org_and_token, token_store_answer
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def org_connect(
         locked.provider_org_id = identity.org_id or locked.provider_org_id
         locked.cluster_id = identity.cluster_id or locked.cluster_id
         locked.connected_at = token.obtained_at
-        locked.connected_by = actor if actor is not None and actor.is_authenticated else None
+        locked.connected_by = acting_user(actor)
         locked.save()
         if identity.mismatch:
             token_event_record(
@@ -78,14 +78,15 @@ def org_connect(
                 token=token,
                 message=identity.mismatch,
             )
+        warning = expiry_warning(answer)
         token_event_record(
             org=locked,
             kind=Kind.CONNECTED,
             trigger=Trigger.CALLBACK,
-            outcome=Outcome.WARNING if expiry_warning(answer) else Outcome.SUCCESS,
+            outcome=Outcome.WARNING if warning else Outcome.SUCCESS,
             actor=actor,
             token=token,
-            message=expiry_warning(answer),
+            message=warning,
             duration_ms=elapsed_ms(started),
         )
         if was_needing_reconnect:

@@ -7,6 +7,11 @@ from tokens.exceptions import ProviderError
 from tokens.models import Org, Token, TokenEvent
 
 
+def acting_user(actor: AbstractBaseUser | None) -> AbstractBaseUser | None:
+    """The user to store as the actor: None for no user or an anonymous one."""
+    return actor if actor is not None and actor.is_authenticated else None
+
+
 def token_event_record(
     *,
     org: Org | None,
@@ -27,7 +32,7 @@ def token_event_record(
         kind=kind,
         trigger=trigger,
         outcome=outcome,
-        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor=acting_user(actor),
         created_at=clock.now(),
         message=(message or (str(error) if error else ""))[:500],
         error_code=error_code,
