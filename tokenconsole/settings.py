@@ -131,6 +131,16 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# The cache holds only the token API's failed-authentication counts. Per process
+# without Redis; shared by every web process with it.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 # Every knob of the app itself, with defaults, lives in tokens/conf.py; this dict
 # overrides them. Values come from the environment as TOKEN_CONSOLE_<NAME>.
 TOKEN_CONSOLE = {
@@ -138,6 +148,8 @@ TOKEN_CONSOLE = {
     for key, value in env.ENVIRON.items()
     if key.startswith("TOKEN_CONSOLE_")
 }
+# How many reverse proxies in front of the console append to X-Forwarded-For (0: none).
+TOKEN_CONSOLE.setdefault("TRUSTED_PROXY_COUNT", env.int("TRUSTED_PROXY_COUNT", default=0))
 
 LOGGING = {
     "version": 1,

@@ -287,3 +287,6 @@ class TokenEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+from . import admin_api  # noqa: E402, F401  (registers the token API's admin classes)

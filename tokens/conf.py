@@ -52,6 +52,21 @@ DEFAULTS: dict[str, Any] = {
     "PROCESS_STOP_TIMEOUT": 5.0,
     # Characters of the SHA-256 hex digest kept as a token's fingerprint.
     "FINGERPRINT_LENGTH": 12,
+    # The token API refreshes on demand when the access token expires within this many
+    # seconds, so a caller never gets a token about to die in its hands.
+    "API_REFRESH_MARGIN": 5 * 60,
+    # An API client's last_used_at is written at most this often (seconds), not per request.
+    "API_LAST_USED_INTERVAL": 60,
+    # After this many failed authentications from one address within the window
+    # (seconds), that address gets 429 until the window has passed.
+    "API_AUTH_FAILURE_LIMIT": 10,
+    "API_AUTH_FAILURE_WINDOW": 5 * 60,
+    # Tokens served are counted in memory and added to the database at most this often
+    # (seconds) per process, never one write per request.
+    "API_SERVED_FLUSH_INTERVAL": 10,
+    # How many reverse proxies in front of the console append to X-Forwarded-For.
+    # 0 (the default): the header is ignored and REMOTE_ADDR is the source address.
+    "TRUSTED_PROXY_COUNT": 0,
 }
 
 

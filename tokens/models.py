@@ -1,11 +1,12 @@
-"""Integration, Org, Token, TokenEvent: what the console stores."""
+"""Integration, Org, Token, TokenEvent, ApiClient: what the console stores."""
 
 import hashlib
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
-from . import clock, oauth
+from . import apikeys, clock, oauth
 from .conf import app_settings
 from .fields import EncryptedTextField, HttpsURLField
 from .providers import PRESETS, PROVIDER_CHOICES
@@ -219,3 +220,87 @@ class TokenEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.org_slug} ({self.outcome})"
+
+
+def validate_networks(value: str) -> None:
+    """Form and model validation for ApiClient.allowed_networks."""
+    try:
+        apikeys.networks_parse(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+class ApiClient(models.Model):
+    """A consumer of the token API: its key (only a hash is kept), scope and networks."""
+
+    name = models.CharField(max_length=100, unique=True)
+    all_orgs = models.BooleanField(
+        "all orgs", default=False, help_text="May read every org, now and future ones."
+    )
+    orgs = models.ManyToManyField(
+        Org, blank=True, related_name="api_clients", help_text="The orgs it may read."
+    )
+    key_prefix = models.CharField(max_length=apikeys.PREFIX_LENGTH, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    allowed_networks = models.TextField(
+        blank=True,
+        validators=[validate_networks],
+        help_text="Source addresses or CIDRs, one per line. Blank: any address.",
+    )
+    # The sample app's /api/token headers, for flows that have not moved to keys yet.
+    legacy_from = models.CharField(
+        "legacy X-From", max_length=200, blank=True, help_text="Blank: no legacy access."
+    )
+    legacy_passphrase_hash = models.CharField(max_length=128, blank=True, editable=False)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API client"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_revoked(self) -> bool:
+        """Whether the key no longer opens anything."""
+        return self.revoked_at is not None
+
+    @property
+    def has_legacy_access(self) -> bool:
+        """Whether the sample's /api/token headers are accepted for this client."""
+        return bool(self.legacy_from and self.legacy_passphrase_hash)
+
+    def networks(self) -> list[apikeys.Network]:
+        """The allowed source networks, parsed (empty: any address)."""
+        return apikeys.networks_parse(self.allowed_networks)
+
+
+class TokenServedCount(models.Model):
+    """How many access tokens the API served to one client for one org in one hour."""
+
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="served_counts")
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="served_counts")
+    hour = models.DateTimeField(help_text="The start of the hour (UTC).")
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-hour", "org", "client"]
+        verbose_name = "tokens served"
+        verbose_name_plural = "tokens served"
+        constraints = [
+            models.UniqueConstraint(fields=["org", "client", "hour"], name="served_once_per_hour")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.count} tokens of {self.org} to {self.client} at {self.hour:%Y-%m-%d %H:00}"

@@ -1,17 +1,32 @@
 """Everything that changes token state. Views, admin, tasks and commands call these;
 nothing else writes a Token, and each write is one transaction with its TokenEvent."""
 
+from .api_clients import (
+    api_client_create,
+    api_client_key_assign,
+    api_client_legacy_passphrase_set,
+    api_client_revoke,
+    api_client_touch,
+)
 from .connect import org_connect, org_connect_failed
 from .dispatch import refresh_dispatch_due, refresh_expiry_alerts_send
 from .events import token_event_record
 from .refresh import RefreshResult, token_refresh
+from .served import served_flush, served_record
 
 __all__ = [
     "RefreshResult",
+    "api_client_create",
+    "api_client_key_assign",
+    "api_client_legacy_passphrase_set",
+    "api_client_revoke",
+    "api_client_touch",
     "org_connect",
     "org_connect_failed",
     "refresh_dispatch_due",
     "refresh_expiry_alerts_send",
+    "served_flush",
+    "served_record",
     "token_event_record",
     "token_refresh",
 ]

@@ -72,14 +72,17 @@ def token_refresh(
     actor: AbstractBaseUser | None = None,
     force: bool = False,
     wait: bool = False,
+    expiring_within: timedelta | None = None,
 ) -> RefreshResult:
     """Refresh an org's access token if it is due (or `force`), at most one at a time.
 
+    Due means the planned refresh time has come; with `expiring_within` (on-demand
+    refresh by the API) it means the access token expires within that margin instead.
     Raises OrgNotRefreshable, without calling the provider, when the org is not
     connected. With `wait`, a caller that finds a refresh in flight waits for it
     (up to REFRESH_WAIT seconds) and reports its result instead of leaving at once.
     """
-    claim = _claim(org_id, force=force)
+    claim = _claim(org_id, force=force, expiring_within=expiring_within)
     if isinstance(claim, RefreshResult):
         if claim.outcome == "in_progress" and wait:
             return _wait_for_flight(org_id, version_before=claim.token_version)
@@ -92,7 +95,9 @@ def token_refresh(
     return _store_success(claim, answer, trigger=trigger, actor=actor, started=started)
 
 
-def _claim(org_id: int, *, force: bool) -> _Claim | RefreshResult:
+def _claim(
+    org_id: int, *, force: bool, expiring_within: timedelta | None
+) -> _Claim | RefreshResult:
     """Transaction 1: check the org may and should refresh, then claim it."""
     now = clock.now()
     with transaction.atomic():
@@ -106,7 +111,7 @@ def _claim(org_id: int, *, force: bool) -> _Claim | RefreshResult:
             raise OrgNotRefreshable(f"{org.slug} has no refresh token: reconnect it.")
         if token.refreshing_until and token.refreshing_until > now:
             return _result(org, token, "in_progress", "Another refresh is in flight.")
-        if not force and (token.next_refresh_at is None or token.next_refresh_at > now):
+        if not force and not _due(token, now=now, expiring_within=expiring_within):
             return _result(org, token, "not_due", "Not due yet.")
         token.refresh_claim = uuid.uuid4().hex
         token.refreshing_until = now + timedelta(seconds=app_settings.REFRESH_LEASE)
@@ -119,6 +124,17 @@ def _claim(org_id: int, *, force: bool) -> _Claim | RefreshResult:
             config=org.integration.client_config(),
             refresh_token=token.refresh_token,
         )
+
+
+def _due(token: Token, *, now: datetime, expiring_within: timedelta | None) -> bool:
+    """Whether the token should be refreshed now (see token_refresh)."""
+    planned = token.next_refresh_at is not None and token.next_refresh_at <= now
+    if expiring_within is None:
+        return planned
+    # On demand, a token about to expire is refreshed early, but never ahead of a
+    # planned retry: callers in a provider outage must not hammer it.
+    backing_off = token.failure_count > 0 and not planned
+    return token.access_expires_at <= now + expiring_within and not backing_off
 
 
 def _store_success(

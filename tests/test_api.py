@@ -1,0 +1,442 @@
+"""The token API against the fake provider: every status, on-demand refresh, counters."""
+
+import base64
+import json
+import logging
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+from django.test import override_settings
+
+from tokens import api, services
+from tokens.models import ApiClient, Org, Token, TokenEvent, TokenServedCount
+
+pytestmark = pytest.mark.django_db
+
+UNAUTHORIZED = {"error": "unauthorized", "message": api.UNAUTHORIZED_MESSAGE}
+
+
+@pytest.fixture(autouse=True)
+def fresh_api_state():
+    """Failed-authentication counts and unflushed served counts do not leak between tests."""
+    cache.clear()
+    yield
+    cache.clear()
+    services.served._pending.clear()
+
+
+@pytest.fixture
+def api_client_and_key(connected_org: Org) -> tuple[ApiClient, str]:
+    return services.api_client_create(name="flow designer", orgs=[connected_org])
+
+
+@pytest.fixture
+def key(api_client_and_key) -> str:
+    return api_client_and_key[1]
+
+
+def token_url(slug: str) -> str:
+    return f"/api/v1/orgs/{slug}/token"
+
+
+def get_token(client, slug: str, key: str | None, **extra):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key is not None else {}
+    return client.get(token_url(slug), **headers, **extra)
+
+
+def test_returns_the_current_access_token_and_its_details(client, frozen_clock, connected_org, key):
+    response = get_token(client, "acme", key)
+    stored = Token.objects.get(org=connected_org)
+    body = response.json()
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    assert body == {
+        "access_token": stored.access_token,
+        "token_type": "Bearer",
+        "expires_at": stored.access_expires_at.isoformat().replace("+00:00", "Z"),
+        "expires_in": int((stored.access_expires_at - frozen_clock.current).total_seconds()),
+        "org": "acme",
+        "provider_org_id": connected_org.provider_org_id,
+        "cluster_id": connected_org.cluster_id,
+    }
+    assert body["access_token"].endswith(f"_{connected_org.cluster_id}_{body['provider_org_id']}")
+    assert stored.refresh_token not in response.content.decode()
+
+
+def test_a_valid_token_is_served_without_a_provider_call(client, connected_org, key, provider):
+    provider.reset_records()
+    for _ in range(3):
+        assert get_token(client, "acme", key).status_code == 200
+    assert provider.token_calls == []
+    assert not TokenEvent.objects.filter(trigger="api").exists()
+
+
+def test_a_token_about_to_expire_is_refreshed_first(
+    client, frozen_clock, connected_org, key, provider
+):
+    before = Token.objects.get(org=connected_org)
+    frozen_clock.current = before.access_expires_at - timedelta(minutes=4)
+    provider.reset_records()
+    response = get_token(client, "acme", key)
+    after = Token.objects.get(org=connected_org)
+    assert response.status_code == 200
+    assert provider.refresh_call_count() == 1
+    assert after.version == before.version + 1
+    assert response.json()["access_token"] == after.access_token != before.access_token
+    event = TokenEvent.objects.filter(org=connected_org).first()
+    assert (event.kind, event.trigger, event.outcome) == ("refreshed", "api", "success")
+
+
+def test_expired_token_and_provider_down_answers_503_and_keeps_the_token(
+    client, frozen_clock, connected_org, key, provider
+):
+    before = Token.objects.get(org=connected_org)
+    frozen_clock.current = before.access_expires_at + timedelta(seconds=1)
+    provider.fail_next("500", count=5)
+    response = get_token(client, "acme", key)
+    after = Token.objects.get(org=connected_org)
+    assert response.status_code == 503
+    assert response.json()["error"] == "provider_unavailable"
+    assert int(response["Retry-After"]) >= 1
+    assert (after.access_token, after.refresh_token) == (before.access_token, before.refresh_token)
+    assert after.next_refresh_at > frozen_clock.current  # a retry is planned
+    event = TokenEvent.objects.filter(org=connected_org).first()
+    assert (event.kind, event.trigger, event.http_status) == ("refresh_failed", "api", 500)
+
+
+def test_provider_down_but_token_still_valid_serves_the_current_token(
+    client, frozen_clock, connected_org, key, provider
+):
+    before = Token.objects.get(org=connected_org)
+    frozen_clock.current = before.access_expires_at - timedelta(minutes=2)
+    provider.fail_next("timeout", count=5)
+    response = get_token(client, "acme", key)
+    assert response.status_code == 200
+    assert response.json()["access_token"] == before.access_token
+
+
+def test_callers_do_not_hammer_a_failing_provider_before_the_planned_retry(
+    client, frozen_clock, connected_org, key, provider
+):
+    before = Token.objects.get(org=connected_org)
+    frozen_clock.current = before.access_expires_at + timedelta(seconds=1)
+    provider.fail_next("503", count=50)
+    provider.reset_records()
+    statuses = [get_token(client, "acme", key).status_code for _ in range(5)]
+    assert statuses == [503] * 5
+    assert len(provider.token_calls) == 1  # the others waited for the planned retry
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "Bearer not-a-key",
+        "Bearer tc_ABCDEFGH_" + "a" * 43,  # upper-case prefix: wrong shape
+        "Bearer tc_abcdefgh_" + "a" * 42,  # one character short
+        "Bearer tc_abcdefgh_" + "a" * 100_000,  # enormous
+        "Bearer tc_abcdefgh_" + "a" * 43,  # right shape, unknown prefix
+        "bearer\ttc_abcdefgh_" + "a" * 43,
+    ],
+)
+def test_bad_authorization_headers_get_one_401(client, connected_org, key, authorization):
+    headers = {} if authorization is None else {"HTTP_AUTHORIZATION": authorization}
+    response = client.get(token_url("acme"), **headers)
+    assert response.status_code == 401
+    assert response.json() == UNAUTHORIZED
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_right_prefix_with_a_wrong_secret_gets_the_same_401(client, connected_org, key):
+    forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+    response = get_token(client, "acme", forged)
+    assert (response.status_code, response.json()) == (401, UNAUTHORIZED)
+
+
+def test_a_revoked_key_gets_the_same_401_at_once(client, connected_org, api_client_and_key):
+    api_client, key = api_client_and_key
+    assert get_token(client, "acme", key).status_code == 200
+    assert services.api_client_revoke(client=api_client) is True
+    response = get_token(client, "acme", key)
+    assert (response.status_code, response.json()) == (401, UNAUTHORIZED)
+    assert services.api_client_revoke(client=api_client) is False
+
+
+def test_an_org_outside_the_key_scope_is_403(client, connected_org, integration, key):
+    Org.objects.create(name="Other", slug="other", integration=integration)
+    response = get_token(client, "other", key)
+    assert response.status_code == 403
+    assert response.json()["error"] == "org_not_allowed"
+
+
+def test_an_all_orgs_client_reads_any_org(client, connected_org):
+    _, key = services.api_client_create(name="everything", all_orgs=True)
+    assert get_token(client, "acme", key).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "slug", ["nope", "acme%00", "..%2F..%2Fetc", "a" * 300, "%C3%BCber", "acme'--", "%20"]
+)
+def test_unknown_or_odd_slugs_get_a_json_404(client, connected_org, key, slug):
+    response = get_token(client, slug, key)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert set(response.json()) == {"error", "message"}
+
+
+def test_other_paths_under_api_get_a_json_404(client, key):
+    response = client.get("/api/v2/whatever", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert (response.status_code, response.json()["error"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "error"),
+    [
+        (Org.Status.NEEDS_RECONNECT, "invalid_grant: token revoked", "needs_reconnect"),
+        (Org.Status.PENDING, "", "pending"),
+        (Org.Status.DISABLED, "", "disabled"),
+    ],
+)
+def test_an_org_that_is_not_connected_is_409_with_the_reason(
+    client, connected_org, key, provider, status, reason, error
+):
+    Org.objects.filter(pk=connected_org.pk).update(status=status, status_reason=reason)
+    provider.reset_records()
+    response = get_token(client, "acme", key)
+    assert response.status_code == 409
+    assert response.json()["error"] == error
+    assert reason in response.json()["message"]
+    assert provider.token_calls == []
+
+
+def test_invalid_grant_during_on_demand_refresh_answers_409(
+    client, frozen_clock, connected_org, key, provider
+):
+    frozen_clock.current = Token.objects.get(org=connected_org).access_expires_at
+    provider.fail_next("invalid_grant")
+    response = get_token(client, "acme", key)
+    assert response.status_code == 409
+    assert response.json()["error"] == "needs_reconnect"
+    assert "invalid_grant" in response.json()["message"]
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete", "options"])
+def test_only_get_and_head_are_allowed(client, connected_org, key, method):
+    response = getattr(client, method)(token_url("acme"), HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, HEAD"
+    assert response.json()["error"] == "method_not_allowed"
+
+
+def test_head_checks_everything_but_returns_no_token(client, connected_org, key):
+    assert client.head(token_url("acme"), HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
+    assert client.head(token_url("acme"), HTTP_AUTHORIZATION="Bearer x").status_code == 401
+    response = client.head(token_url("acme"), HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert response.content == b""
+
+
+def test_source_networks_are_enforced(client, connected_org):
+    _, key = services.api_client_create(
+        name="restricted", orgs=[connected_org], allowed_networks="10.1.0.0/16\n2001:db8::/32"
+    )
+    assert get_token(client, "acme", key, REMOTE_ADDR="10.1.2.3").status_code == 200
+    assert get_token(client, "acme", key, REMOTE_ADDR="2001:db8::7").status_code == 200
+    refused = get_token(client, "acme", key, REMOTE_ADDR="10.2.0.1")
+    assert (refused.status_code, refused.json()["error"]) == (403, "source_not_allowed")
+
+
+def test_x_forwarded_for_is_ignored_without_trusted_proxies(client, connected_org):
+    _, key = services.api_client_create(
+        name="restricted", orgs=[connected_org], allowed_networks="203.0.113.0/24"
+    )
+    spoofed = get_token(client, "acme", key, HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert spoofed.status_code == 403
+
+
+def test_x_forwarded_for_entry_of_the_trusted_proxy_is_used(client, connected_org, settings):
+    settings.TOKEN_CONSOLE = {**settings.TOKEN_CONSOLE, "TRUSTED_PROXY_COUNT": 1}
+    _, key = services.api_client_create(
+        name="restricted", orgs=[connected_org], allowed_networks="203.0.113.0/24"
+    )
+    # The client may write anything on the left; only the proxy's own entry counts.
+    good = get_token(client, "acme", key, HTTP_X_FORWARDED_FOR="10.9.9.9, 203.0.113.9")
+    bad = get_token(client, "acme", key, HTTP_X_FORWARDED_FOR="203.0.113.9, 10.9.9.9")
+    missing = get_token(client, "acme", key)
+    assert (good.status_code, bad.status_code, missing.status_code) == (200, 403, 403)
+
+
+def test_repeated_failures_from_one_address_get_429(client, connected_org, key, settings):
+    settings.TOKEN_CONSOLE = {**settings.TOKEN_CONSOLE, "API_AUTH_FAILURE_LIMIT": 3}
+    for _ in range(3):
+        assert get_token(client, "acme", "tc_wrong", REMOTE_ADDR="198.51.100.7").status_code == 401
+    blocked = get_token(client, "acme", key, REMOTE_ADDR="198.51.100.7")
+    assert blocked.status_code == 429
+    assert blocked.json()["error"] == "too_many_failures"
+    assert int(blocked["Retry-After"]) > 0
+    assert get_token(client, "acme", key, REMOTE_ADDR="198.51.100.8").status_code == 200
+
+
+def test_served_tokens_are_counted_per_hour_without_a_write_per_request(
+    client, frozen_clock, connected_org, api_client_and_key, django_assert_max_num_queries
+):
+    api_client, key = api_client_and_key
+    get_token(client, "acme", key)  # first use writes last_used_at
+    with django_assert_max_num_queries(2):  # the client; the org with token and scope
+        get_token(client, "acme", key)
+    frozen_clock.advance(hours=1)
+    get_token(client, "acme", key)
+    assert TokenServedCount.objects.count() == 0  # held in memory until the flush
+    services.served_flush()
+    counts = {c.hour.hour: c.count for c in TokenServedCount.objects.filter(client=api_client)}
+    assert counts == {12: 2, 13: 1}
+    assert not TokenEvent.objects.filter(trigger="api").exists()
+
+
+def test_served_counts_are_written_once_the_flush_interval_has_passed(
+    client, connected_org, key, settings
+):
+    settings.TOKEN_CONSOLE = {**settings.TOKEN_CONSOLE, "API_SERVED_FLUSH_INTERVAL": 0}
+    get_token(client, "acme", key)
+    get_token(client, "acme", key)
+    assert TokenServedCount.objects.get().count == 2
+
+
+def test_last_used_is_written_at_most_once_a_minute(
+    client, frozen_clock, connected_org, api_client_and_key
+):
+    api_client, key = api_client_and_key
+    get_token(client, "acme", key)
+    first = ApiClient.objects.get(pk=api_client.pk).last_used_at
+    frozen_clock.advance(seconds=30)
+    get_token(client, "acme", key)
+    assert (
+        ApiClient.objects.get(pk=api_client.pk).last_used_at
+        == first
+        == frozen_clock.current - (timedelta(seconds=30))
+    )
+    frozen_clock.advance(seconds=31)
+    get_token(client, "acme", key)
+    assert ApiClient.objects.get(pk=api_client.pk).last_used_at == frozen_clock.current
+
+
+# The sample app's /api/token --------------------------------------------------------------
+
+
+@pytest.fixture
+def legacy_client(connected_org: Org) -> ApiClient:
+    client, _ = services.api_client_create(
+        name="sample flow",
+        orgs=[connected_org],
+        legacy_from="flow-designer",
+        legacy_passphrase="correct horse battery staple",
+    )
+    return client
+
+
+def legacy_get(client, connected_org: Org, **overrides: str):
+    headers = {
+        "HTTP_X_ORGANIZATION_ID": connected_org.provider_org_id,
+        "HTTP_X_FROM": "flow-designer",
+        "HTTP_X_API_PHRASE": "correct horse battery staple",
+    }
+    headers.update(overrides)
+    return client.get("/api/token", **{k: v for k, v in headers.items() if v is not None})
+
+
+def test_legacy_endpoint_returns_only_the_access_token(client, connected_org, legacy_client):
+    response = legacy_get(client, connected_org)
+    assert response.status_code == 200
+    assert response.json() == {"access_token": Token.objects.get(org=connected_org).access_token}
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_legacy_endpoint_accepts_the_webex_base64_org_id(client, connected_org, legacy_client):
+    encoded = base64.urlsafe_b64encode(
+        f"ciscospark://us/ORGANIZATION/{connected_org.provider_org_id}".encode()
+    ).decode()
+    assert legacy_get(client, connected_org, HTTP_X_ORGANIZATION_ID=encoded).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"HTTP_X_ORGANIZATION_ID": None},
+        {"HTTP_X_FROM": None},
+        {"HTTP_X_API_PHRASE": None},
+        {"HTTP_X_API_PHRASE": "wrong"},
+        {"HTTP_X_FROM": "someone-else"},
+        {"HTTP_X_ORGANIZATION_ID": "00000000-0000-0000-0000-000000000000"},
+        {"HTTP_X_API_PHRASE": "x" * 10_000},
+    ],
+)
+def test_legacy_endpoint_missing_or_wrong_header_is_401(
+    client, connected_org, legacy_client, overrides
+):
+    response = legacy_get(client, connected_org, **overrides)
+    assert (response.status_code, response.json()) == (401, UNAUTHORIZED)
+
+
+def test_legacy_endpoint_refuses_a_revoked_client_and_other_networks(
+    client, connected_org, legacy_client
+):
+    ApiClient.objects.filter(pk=legacy_client.pk).update(allowed_networks="10.0.0.0/8")
+    assert legacy_get(client, connected_org).status_code == 403
+    assert legacy_get(client, connected_org, REMOTE_ADDR="10.0.0.5").status_code == 200
+    services.api_client_revoke(client=legacy_client)
+    assert legacy_get(client, connected_org, REMOTE_ADDR="10.0.0.5").status_code == 401
+
+
+def test_legacy_passphrase_is_stored_hashed(legacy_client):
+    stored = ApiClient.objects.get(pk=legacy_client.pk).legacy_passphrase_hash
+    assert stored.startswith("sha256$")
+    assert "correct horse" not in stored
+
+
+# Secrets ------------------------------------------------------------------------------------
+
+
+def test_no_response_log_or_event_holds_a_refresh_token_or_client_secret(
+    client, frozen_clock, connected_org, key, legacy_client, provider, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    token = Token.objects.get(org=connected_org)
+    secrets = {token.refresh_token, provider.client_secret}
+    bodies = [get_token(client, "acme", key).content]
+    frozen_clock.current = token.access_expires_at - timedelta(minutes=1)
+    bodies.append(get_token(client, "acme", key).content)  # on-demand refresh
+    secrets.add(Token.objects.get(org=connected_org).refresh_token)
+    frozen_clock.current += timedelta(minutes=5)
+    provider.fail_next("500", count=10)
+    frozen_clock.current = Token.objects.get(org=connected_org).access_expires_at
+    bodies.append(get_token(client, "acme", key).content)
+    bodies.append(get_token(client, "acme", key[:-1] + "A").content)
+    bodies.append(legacy_get(client, connected_org).content)
+    bodies.append(client.get("/api/v1/openapi.json").content)
+    events = json.dumps(list(TokenEvent.objects.values()), default=str)
+    for secret in secrets:
+        assert all(secret.encode() not in body for body in bodies)
+        assert secret not in caplog.text
+        assert secret not in events
+
+
+# OpenAPI ----------------------------------------------------------------------------------
+
+
+def test_openapi_document_describes_both_endpoints(client):
+    response = client.get("/api/v1/openapi.json")
+    document = response.json()
+    assert response.status_code == 200
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) == {"/api/v1/orgs/{slug}/token", "/api/token"}
+
+
+@override_settings(ROOT_URLCONF="tokenconsole.urls")
+def test_api_urls_do_not_need_a_session_or_csrf(client, connected_org, key):
+    response = client.get(token_url("acme"), HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert "Set-Cookie" not in response
+    assert "sessionid" not in response.cookies

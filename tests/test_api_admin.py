@@ -1,0 +1,160 @@
+"""API clients in the admin and the create_api_client command: a key is shown exactly once."""
+
+import io
+import re
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.core.cache import cache
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from tokens import services
+from tokens.models import ApiClient, TokenServedCount
+
+pytestmark = pytest.mark.django_db
+KEY = re.compile(r"tc_[a-z0-9]{8}_[A-Za-z0-9_-]{43}")
+
+
+@pytest.fixture(autouse=True)
+def fresh_api_state():
+    cache.clear()
+    yield
+    services.served._pending.clear()
+
+
+@pytest.fixture
+def superuser_client(client, django_user_model):
+    user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+def add_client(superuser_client, connected_org, **overrides):
+    data = {"name": "flows", "orgs": [connected_org.pk], "allowed_networks": "", "legacy_from": ""}
+    data.update(overrides)
+    return superuser_client.post(reverse("admin:tokens_apiclient_add"), data)
+
+
+def api_status(client, key: str) -> int:
+    return client.get("/api/v1/orgs/acme/token", HTTP_AUTHORIZATION=f"Bearer {key}").status_code
+
+
+def test_adding_a_client_shows_its_key_once_and_the_key_works(superuser_client, connected_org):
+    response = add_client(superuser_client, connected_org)
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    key = KEY.search(response.content.decode()).group(0)
+    api_client = ApiClient.objects.get(name="flows")
+    assert api_client.key_prefix == key.split("_")[1]
+    assert key not in api_client.key_hash
+    assert api_status(superuser_client, key) == 200
+    change_page = superuser_client.get(
+        reverse("admin:tokens_apiclient_change", args=[api_client.pk])
+    ).content.decode()
+    assert key not in change_page
+    assert f"tc_{api_client.key_prefix}_" in change_page
+
+
+def test_legacy_headers_need_both_from_and_passphrase(superuser_client, connected_org):
+    response = add_client(superuser_client, connected_org, legacy_from="flow")
+    assert response.status_code == 200
+    assert "Legacy access needs both" in response.content.decode()
+    assert not ApiClient.objects.exists()
+
+
+def test_passphrase_is_write_only_and_kept_when_left_blank(superuser_client, connected_org):
+    add_client(superuser_client, connected_org, legacy_from="flow", legacy_passphrase="phrase-1")
+    api_client = ApiClient.objects.get()
+    stored = api_client.legacy_passphrase_hash
+    url = reverse("admin:tokens_apiclient_change", args=[api_client.pk])
+    assert "phrase-1" not in superuser_client.get(url).content.decode()
+    superuser_client.post(url, {"name": "flows", "orgs": [connected_org.pk], "legacy_from": "flow"})
+    assert ApiClient.objects.get().legacy_passphrase_hash == stored
+
+
+def test_revoke_action_stops_the_key_and_is_logged(superuser_client, connected_org):
+    _, key = services.api_client_create(name="flows", orgs=[connected_org])
+    api_client = ApiClient.objects.get()
+    response = superuser_client.post(
+        reverse("admin:tokens_apiclient_changelist"),
+        {"action": "revoke_selected", "_selected_action": [api_client.pk]},
+        follow=True,
+    )
+    assert "Revoked 1 API client key" in response.content.decode()
+    assert api_status(superuser_client, key) == 401
+    assert LogEntry.objects.filter(object_id=str(api_client.pk)).exists()
+
+
+def test_served_counts_are_shown_read_only(superuser_client, connected_org):
+    _, key = services.api_client_create(name="flows", orgs=[connected_org])
+    for _ in range(3):
+        api_status(superuser_client, key)
+    services.served_flush()
+    listing = superuser_client.get(reverse("admin:tokens_tokenservedcount_changelist"))
+    api_client = ApiClient.objects.get()
+    detail = superuser_client.get(reverse("admin:tokens_apiclient_change", args=[api_client.pk]))
+    assert listing.status_code == detail.status_code == 200
+    assert TokenServedCount.objects.get().count == 3
+    assert ">3</a>" in detail.content.decode()
+    assert superuser_client.get(reverse("admin:tokens_tokenservedcount_add")).status_code == 403
+
+
+def test_staff_without_permission_cannot_see_api_clients(client, connected_org, django_user_model):
+    staff = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    client.force_login(staff)
+    assert client.get(reverse("admin:tokens_apiclient_changelist")).status_code == 403
+    assert client.get(reverse("admin:tokens_apiclient_add")).status_code == 403
+
+
+def test_create_api_client_command_prints_a_working_key(client, connected_org):
+    out, err = io.StringIO(), io.StringIO()
+    call_command(
+        "create_api_client", "flows", "--org", "acme", "--allow-cidr", "127.0.0.0/8",
+        stdout=out, stderr=err,
+    )  # fmt: skip
+    key = out.getvalue().strip()
+    assert KEY.fullmatch(key)
+    assert key not in err.getvalue()
+    assert "shown only this once" in err.getvalue()
+    assert api_status(client, key) == 200
+    assert ApiClient.objects.get().allowed_networks == "127.0.0.0/8"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["flows", "--org", "nope"], "No org with slug: nope"),
+        (["flows"], "at least one --org"),
+        (["flows", "--org", "acme", "--allow-cidr", "10.0.0.0/33"], "is not a network"),
+        (["flows", "--org", "acme", "--allow-cidr", "not-an-ip"], "is not a network"),
+    ],
+)
+def test_create_api_client_command_refuses_bad_input(connected_org, args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("create_api_client", *args, stdout=io.StringIO(), stderr=io.StringIO())
+    assert not ApiClient.objects.exists()
+
+
+def test_create_api_client_command_refuses_a_duplicate_name(connected_org):
+    services.api_client_create(name="flows", orgs=[connected_org])
+    with pytest.raises(CommandError, match="name"):
+        call_command("create_api_client", "flows", "--all-orgs", stdout=io.StringIO())
+    assert ApiClient.objects.count() == 1
+
+
+def test_create_api_client_command_reads_the_legacy_passphrase_from_stdin(
+    client, connected_org, monkeypatch
+):
+    monkeypatch.setattr("sys.stdin", io.StringIO("a passphrase\n"))
+    call_command(
+        "create_api_client", "sample", "--org", "acme", "--legacy-from", "flow",
+        stdout=io.StringIO(), stderr=io.StringIO(),
+    )  # fmt: skip
+    response = client.get(
+        "/api/token",
+        HTTP_X_ORGANIZATION_ID=connected_org.provider_org_id,
+        HTTP_X_FROM="flow",
+        HTTP_X_API_PHRASE="a passphrase",
+    )
+    assert response.status_code == 200

@@ -1,0 +1,160 @@
+"""Admin for the token API: API clients (the key is shown once) and tokens-served counts."""
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Sum
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+
+from . import clock, services
+from .models import ApiClient, TokenServedCount
+
+
+class ApiClientForm(forms.ModelForm):
+    """The legacy passphrase is write-only: never rendered back; blank keeps the stored one."""
+
+    legacy_passphrase = forms.CharField(
+        label="legacy X-API-Phrase",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only; stored as a salted hash. Leave blank to keep the stored one.",
+    )
+
+    class Meta:
+        model = ApiClient
+        fields = ["name", "all_orgs", "orgs", "allowed_networks", "legacy_from"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        has_phrase = bool(cleaned.get("legacy_passphrase") or self.instance.legacy_passphrase_hash)
+        if cleaned.get("legacy_from") and not has_phrase:
+            self.add_error("legacy_passphrase", "Legacy access needs both X-From and X-API-Phrase.")
+        if cleaned.get("legacy_passphrase") and not cleaned.get("legacy_from"):
+            self.add_error("legacy_from", "Legacy access needs both X-From and X-API-Phrase.")
+        return cleaned
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(admin.ModelAdmin):
+    """Consumers of the token API. Only the key's prefix is ever shown after creation."""
+
+    form = ApiClientForm
+    list_display = [
+        "name",
+        "key_display",
+        "scope",
+        "allowed_networks",
+        "legacy",
+        "last_used_at",
+        "state",
+        "served_24h",
+    ]
+    list_filter = ["all_orgs", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "key_prefix"]
+    filter_horizontal = ["orgs"]
+    actions = ["revoke_selected"]
+    readonly_fields = [
+        "key_display",
+        "state",
+        "created_at",
+        "created_by",
+        "last_used_at",
+        "served_24h",
+    ]
+    fieldsets = [
+        (None, {"fields": ["name", "key_display", "state"]}),
+        ("Scope", {"fields": ["all_orgs", "orgs", "allowed_networks"]}),
+        ("Sample app headers (/api/token)", {"fields": ["legacy_from", "legacy_passphrase"]}),
+        ("Use", {"fields": ["created_at", "created_by", "last_used_at", "served_24h"]}),
+    ]
+
+    @admin.display(description="key", ordering="key_prefix")
+    def key_display(self, obj: ApiClient) -> str:
+        return f"tc_{obj.key_prefix}_…" if obj.key_prefix else "(issued when saved)"
+
+    @admin.display(description="scope")
+    def scope(self, obj: ApiClient) -> str:
+        return "all orgs" if obj.all_orgs else ", ".join(o.slug for o in obj.orgs.all()) or "none"
+
+    @admin.display(description="legacy headers", boolean=True)
+    def legacy(self, obj: ApiClient) -> bool:
+        return obj.has_legacy_access
+
+    @admin.display(description="state", ordering="revoked_at")
+    def state(self, obj: ApiClient) -> str:
+        return f"revoked {obj.revoked_at:%Y-%m-%d %H:%M}" if obj.is_revoked else "active"
+
+    @admin.display(description="tokens served, last 24 h")
+    def served_24h(self, obj: ApiClient) -> str:
+        if obj.pk is None:
+            return "—"
+        since = clock.now() - timedelta(hours=24)
+        total = obj.served_counts.filter(hour__gte=since).aggregate(n=Sum("count"))["n"] or 0
+        url = reverse("admin:tokens_tokenservedcount_changelist") + f"?client__id__exact={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, total)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("orgs")
+
+    def save_model(self, request: HttpRequest, obj: ApiClient, form, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+            # Kept on the instance for this request only, to be shown once by response_add.
+            obj.issued_key = services.api_client_key_assign(client=obj)
+        if form.cleaned_data.get("legacy_passphrase"):
+            services.api_client_legacy_passphrase_set(
+                client=obj, passphrase=form.cleaned_data["legacy_passphrase"]
+            )
+        if not obj.legacy_from:
+            obj.legacy_passphrase_hash = ""
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request: HttpRequest, obj: ApiClient, post_url_continue=None):
+        """Show the new key once, on a page of its own; it is stored nowhere."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"API key for {obj}",
+            "opts": self.opts,
+            "client": obj,
+            "key": obj.issued_key,
+            "token_url": request.build_absolute_uri(
+                reverse("tokens:api-org-token", args=["ORG-SLUG"])
+            ),
+            "change_url": reverse("admin:tokens_apiclient_change", args=[obj.pk]),
+        }
+        response = TemplateResponse(request, "admin/tokens/apiclient/key_issued.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke the selected clients' keys", permissions=["change"])
+    def revoke_selected(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        """Revoke at once: the next call with such a key gets 401."""
+        revoked = [client for client in queryset if services.api_client_revoke(client=client)]
+        for client in revoked:
+            self.log_change(request, client, "Revoked the API key.")
+        self.message_user(request, f"Revoked {len(revoked)} API client key(s).", messages.SUCCESS)
+        return None
+
+
+@admin.register(TokenServedCount)
+class TokenServedCountAdmin(admin.ModelAdmin):
+    """How many tokens the API served, per org, client and hour. Read-only."""
+
+    list_display = ["hour", "org", "client", "count"]
+    list_filter = ["org", "client"]
+    date_hierarchy = "hour"
+    list_select_related = ["org", "client"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,119 @@
+"""API keys, legacy passphrases and source networks: their shape, hashing and checks.
+
+A key is `tc_<prefix>_<secret>`: the prefix finds the client (it is not secret and is
+shown in the admin), the secret is 32 random bytes. Only a SHA-256 of the whole key is
+stored. A fast hash is right for a key this random; a password hasher would add
+milliseconds to every API call and no safety.
+"""
+
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+import string
+from dataclasses import dataclass, field
+
+PREFIX_LENGTH = 8
+_PREFIX_ALPHABET = string.ascii_lowercase + string.digits
+_SECRET_BYTES = 32
+_KEY_SHAPE = re.compile(r"tc_([a-z0-9]{8})_[A-Za-z0-9_-]{43}")
+# Longer input is refused before any regex or hash work is spent on it.
+MAX_KEY_LENGTH = 64
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A freshly generated key: show `key` once, store `prefix` and `digest`."""
+
+    prefix: str
+    digest: str
+    key: str = field(repr=False)
+
+
+def key_generate() -> NewKey:
+    """Make a new random API key."""
+    prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(PREFIX_LENGTH))
+    key = f"tc_{prefix}_{secrets.token_urlsafe(_SECRET_BYTES)}"
+    return NewKey(prefix=prefix, digest=key_digest(key), key=key)
+
+
+def key_prefix(key: str) -> str | None:
+    """The prefix of a well-formed key, or None when the key has the wrong shape."""
+    if len(key) > MAX_KEY_LENGTH:
+        return None
+    match = _KEY_SHAPE.fullmatch(key)
+    return match.group(1) if match else None
+
+
+def key_digest(key: str) -> str:
+    """The SHA-256 hex digest stored for a key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_matches(key: str, digest: str) -> bool:
+    """Whether `key` hashes to the stored digest, compared in constant time."""
+    return hmac.compare_digest(key_digest(key), digest)
+
+
+def constant_time_equal(left: str, right: str) -> bool:
+    """Compare two strings without revealing where they differ."""
+    return hmac.compare_digest(left.encode(), right.encode())
+
+
+def passphrase_hash(passphrase: str) -> str:
+    """Salted SHA-256 of a legacy passphrase, as `sha256$<salt>$<hex>`."""
+    salt = secrets.token_hex(16)
+    return f"sha256${salt}${_salted(salt, passphrase)}"
+
+
+def passphrase_matches(passphrase: str, stored: str) -> bool:
+    """Whether a legacy passphrase matches its stored hash, in constant time."""
+    algorithm, _, rest = stored.partition("$")
+    salt, _, digest = rest.partition("$")
+    if algorithm != "sha256" or not salt or not digest:
+        return False
+    return hmac.compare_digest(_salted(salt, passphrase), digest)
+
+
+def _salted(salt: str, passphrase: str) -> str:
+    return hashlib.sha256(f"{salt}${passphrase}".encode()).hexdigest()
+
+
+def networks_parse(text: str) -> list[Network]:
+    """Parse CIDRs separated by commas, spaces or lines; raise ValueError naming a bad one."""
+    networks = []
+    for entry in re.split(r"[\s,]+", text.strip()):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{entry!r} is not a network: write an address or a CIDR "
+                "such as 203.0.113.0/24 or 2001:db8::/32."
+            ) from None
+    return networks
+
+
+def address_allowed(address: str | None, networks: list[Network]) -> bool:
+    """Whether a source address lies in one of the networks (no networks: any address)."""
+    if not networks:
+        return True
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def address_normalise(text: str) -> str | None:
+    """The address in canonical form, or None when the text is not an IP address."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return None

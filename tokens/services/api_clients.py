@@ -1,0 +1,77 @@
+"""API clients: create one (its key is returned once), revoke it, note when it was used."""
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Q
+
+from tokens import apikeys, clock
+from tokens.conf import app_settings
+from tokens.models import ApiClient, Org
+
+from .events import acting_user
+
+
+@transaction.atomic
+def api_client_create(
+    *,
+    name: str,
+    orgs: Iterable[Org] = (),
+    all_orgs: bool = False,
+    allowed_networks: str = "",
+    legacy_from: str = "",
+    legacy_passphrase: str = "",
+    created_by: AbstractBaseUser | None = None,
+) -> tuple[ApiClient, str]:
+    """Create an API client and return it with its key, which is never stored or shown again.
+
+    Raises ValidationError for a duplicate name or a bad network.
+    """
+    client = ApiClient(
+        name=name,
+        all_orgs=all_orgs,
+        allowed_networks=allowed_networks,
+        legacy_from=legacy_from,
+        created_by=acting_user(created_by),
+    )
+    key = api_client_key_assign(client=client)
+    api_client_legacy_passphrase_set(client=client, passphrase=legacy_passphrase)
+    client.full_clean()
+    client.save()
+    client.orgs.set(orgs)
+    return client, key
+
+
+def api_client_key_assign(*, client: ApiClient) -> str:
+    """Give a (new or unsaved) client a fresh key; return the key. The caller saves."""
+    new = apikeys.key_generate()
+    while ApiClient.objects.filter(key_prefix=new.prefix).exists():
+        new = apikeys.key_generate()  # a prefix collision: 1 in 36^8 per client
+    client.key_prefix, client.key_hash = new.prefix, new.digest
+    return new.key
+
+
+def api_client_legacy_passphrase_set(*, client: ApiClient, passphrase: str) -> None:
+    """Store a legacy X-API-Phrase as a salted hash (blank: no legacy access). The caller saves."""
+    client.legacy_passphrase_hash = apikeys.passphrase_hash(passphrase) if passphrase else ""
+
+
+def api_client_revoke(*, client: ApiClient) -> bool:
+    """Revoke a client's key at once; return False when it was revoked already."""
+    return bool(
+        ApiClient.objects.filter(pk=client.pk, revoked_at__isnull=True).update(
+            revoked_at=clock.now()
+        )
+    )
+
+
+def api_client_touch(*, client: ApiClient, now: datetime) -> None:
+    """Note that the client was used, at most once per API_LAST_USED_INTERVAL (not per call)."""
+    stale = now - timedelta(seconds=app_settings.API_LAST_USED_INTERVAL)
+    if client.last_used_at is not None and client.last_used_at > stale:
+        return
+    ApiClient.objects.filter(pk=client.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale)
+    ).update(last_used_at=now)
