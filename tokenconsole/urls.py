@@ -9,7 +9,8 @@ admin.site.site_title = "Token Console"
 admin.site.index_title = "Orgs, tokens and their history"
 
 urlpatterns = [
+    # The app's URLs first: the token API is the hot path, resolved before the admin's.
+    path("", include("tokens.urls")),
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
-    path("", include("tokens.urls")),
 ]

@@ -11,21 +11,21 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache, wraps
 from pathlib import Path
 from typing import NoReturn
 
-from django.core.cache import cache as django_cache
-from django.db.models import Exists, OuterRef
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import apikeys, clock, services
+from . import apikeys, clock, selectors, services
 from .conf import app_settings
 from .exceptions import OrgNotRefreshable
 from .models import ApiClient, Org, Token
 from .providers import decode_webex_org_id
+from .selectors import ApiOrgToken
+from .throttle import auth_failures
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 _SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
@@ -76,20 +76,32 @@ def api_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
 def org_token(request: HttpRequest, slug: str) -> HttpResponse:
     """An org's access token, refreshed first when it is about to expire."""
     address = source_address(request)
-    client = _client_by_bearer(request, address)
-    org = _org_for_client(client, slug)
-    token = _usable_token(org)
-    now = clock.now()
+    _throttle_check(address)
+    scheme, _, key = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    key = key.strip()
+    prefix = apikeys.key_prefix(key) if scheme.lower() == "bearer" else None
+    if prefix is None:
+        _auth_failed(address)
+    slug = slug if _SLUG.fullmatch(slug) else ""
+    caller, record = selectors.api_token_lookup(key_prefix=prefix, slug=slug)
+    if caller is None or caller.revoked or not apikeys.key_matches(key, caller.key_hash):
+        _auth_failed(address)
+    _check_network(caller.allowed_networks, address)
+    if record is None:
+        raise ApiError(404, "org_not_found", "There is no org with this slug.")
+    if not (caller.all_orgs or record.in_scope):
+        raise ApiError(403, "org_not_allowed", "This API client may not read this org.")
+    record = _usable(record)
     body = {
-        "access_token": token.access_token,
-        "token_type": token.token_type,
-        "expires_at": token.access_expires_at.isoformat().replace("+00:00", "Z"),
-        "expires_in": max(0, int((token.access_expires_at - now).total_seconds())),
-        "org": org.slug,
-        "provider_org_id": org.provider_org_id,
-        "cluster_id": org.cluster_id,
+        "access_token": record.access_token,
+        "token_type": record.token_type,
+        "expires_at": record.access_expires_at.isoformat().replace("+00:00", "Z"),
+        "expires_in": max(0, int((record.access_expires_at - clock.now()).total_seconds())),
+        "org": record.slug,
+        "provider_org_id": record.provider_org_id,
+        "cluster_id": record.cluster_id,
     }
-    return _served(request, org, client, body)
+    return _served(request, record, caller.id, caller.last_used_at, body)
 
 
 @api_view
@@ -107,9 +119,10 @@ def legacy_token(request: HttpRequest) -> HttpResponse:
     client = _legacy_client(org, sender, passphrase) if org else None
     if org is None or client is None:
         _auth_failed(address)
-    _check_network(client, address)
-    token = _usable_token(org)
-    return _served(request, org, client, {"access_token": token.access_token})
+    _check_network(client.allowed_networks, address)
+    record = _usable(selectors.api_org_token(org=org))
+    body = {"access_token": record.access_token}
+    return _served(request, record, client.pk, client.last_used_at, body)
 
 
 @api_view
@@ -141,74 +154,37 @@ def source_address(request: HttpRequest) -> str | None:
     return apikeys.address_normalise(forwarded[-hops])
 
 
-def _client_by_bearer(request: HttpRequest, address: str | None) -> ApiClient:
-    _throttle_check(address)
-    scheme, _, key = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    prefix = apikeys.key_prefix(key.strip()) if scheme.lower() == "bearer" else None
-    client = ApiClient.objects.filter(key_prefix=prefix).first() if prefix else None
-    if client is None or client.is_revoked or not apikeys.key_matches(key.strip(), client.key_hash):
-        _auth_failed(address)
-    _check_network(client, address)
-    return client
-
-
-def _check_network(client: ApiClient, address: str | None) -> None:
-    if not apikeys.address_allowed(address, client.networks()):
+def _check_network(allowed_networks: str, address: str | None) -> None:
+    if not apikeys.address_allowed(address, apikeys.networks_parse(allowed_networks)):
         raise ApiError(
             403, "source_not_allowed", "This API client may not be used from this address."
         )
 
 
-def _org_for_client(client: ApiClient, slug: str) -> Org:
-    org = None
-    if _SLUG.fullmatch(slug):
-        scope = ApiClient.orgs.through.objects.filter(apiclient_id=client.pk, org_id=OuterRef("pk"))
-        org = (
-            Org.objects.filter(slug=slug)
-            .select_related("token")
-            .defer("token__refresh_token")
-            .annotate(in_scope=Exists(scope))
-            .first()
-        )
-    if org is None:
-        raise ApiError(404, "org_not_found", "There is no org with this slug.")
-    if not (client.all_orgs or org.in_scope):
-        raise ApiError(403, "org_not_allowed", "This API client may not read this org.")
-    return org
-
-
-def _usable_token(org: Org) -> Token:
+def _usable(record: ApiOrgToken) -> ApiOrgToken:
     """The org's token, refreshed on demand when it expires within API_REFRESH_MARGIN."""
-    if org.status != Org.Status.CONNECTED or not hasattr(org, "token"):
-        raise _not_connected(org)
+    if record.status != Org.Status.CONNECTED or record.access_expires_at is None:
+        raise _not_connected(record.org_id)
     margin = timedelta(seconds=app_settings.API_REFRESH_MARGIN)
-    if org.token.access_expires_at > clock.now() + margin:
-        return org.token
+    if record.access_expires_at > clock.now() + margin:
+        return record
     try:
         result = services.token_refresh(
-            org_id=org.pk, trigger="api", wait=True, expiring_within=margin
+            org_id=record.org_id, trigger="api", wait=True, expiring_within=margin
         )
     except OrgNotRefreshable:
-        org.refresh_from_db(fields=["status", "status_reason"])
-        raise _not_connected(org) from None
+        raise _not_connected(record.org_id) from None
     if result.outcome == "needs_reconnect":
-        org.refresh_from_db(fields=["status", "status_reason"])
-        raise _not_connected(org)
-    token = Token.objects.defer("refresh_token").get(org_id=org.pk)
-    now = clock.now()
-    if token.access_expires_at <= now:
-        retry = token.next_refresh_at - now if token.next_refresh_at else timedelta(seconds=60)
-        raise ApiError(
-            503,
-            "provider_unavailable",
-            "The provider could not be reached and the org's access token has expired. "
-            "Try again later.",
-            retry_after=max(1, int(retry.total_seconds())),
-        )
-    return token
+        raise _not_connected(record.org_id)
+    org = Org.objects.get(pk=record.org_id)
+    record = selectors.api_org_token(org=org, in_scope=record.in_scope)
+    if record.access_expires_at <= clock.now():
+        raise _provider_unavailable(org)
+    return record
 
 
-def _not_connected(org: Org) -> ApiError:
+def _not_connected(org_id: int) -> ApiError:
+    org = Org.objects.get(pk=org_id)
     reason = f": {org.status_reason}" if org.status_reason else "."
     if org.status == Org.Status.NEEDS_RECONNECT:
         return ApiError(409, "needs_reconnect", f"The org must be reconnected by an admin{reason}")
@@ -217,11 +193,29 @@ def _not_connected(org: Org) -> ApiError:
     return ApiError(409, "pending", "The org has not been connected yet.")
 
 
-def _served(request: HttpRequest, org: Org, client: ApiClient, body: dict) -> HttpResponse:
+def _provider_unavailable(org: Org) -> ApiError:
+    next_attempt = Token.objects.filter(org=org).values_list("next_refresh_at", flat=True).first()
+    wait = (next_attempt - clock.now()).total_seconds() if next_attempt else 60
+    return ApiError(
+        503,
+        "provider_unavailable",
+        "The provider could not be reached and the org's access token has expired. "
+        "Try again later.",
+        retry_after=max(1, int(wait)),
+    )
+
+
+def _served(
+    request: HttpRequest,
+    record: ApiOrgToken,
+    client_id: int,
+    last_used_at: datetime | None,
+    body: dict,
+) -> HttpResponse:
     if request.method == "HEAD":
         return HttpResponse(content_type="application/json")
-    services.served_record(org_id=org.pk, client_id=client.pk)
-    services.api_client_touch(client=client, now=clock.now())
+    services.served_record(org_id=record.org_id, client_id=client_id)
+    services.api_client_touch(client_id=client_id, last_used_at=last_used_at, now=clock.now())
     return JsonResponse(body)
 
 
@@ -231,12 +225,7 @@ def _legacy_org(provider_org_id: str) -> Org | None:
         normalised = str(uuid.UUID(provider_org_id))
     except ValueError:
         normalised = decode_webex_org_id(provider_org_id) or provider_org_id
-    return (
-        Org.objects.filter(provider_org_id=normalised)
-        .select_related("token")
-        .defer("token__refresh_token")
-        .first()
-    )
+    return Org.objects.filter(provider_org_id=normalised).order_by("pk").first()
 
 
 def _legacy_client(org: Org, sender: str, passphrase: str) -> ApiClient | None:
@@ -249,12 +238,8 @@ def _legacy_client(org: Org, sender: str, passphrase: str) -> ApiClient | None:
     return None
 
 
-def _failures_key(address: str | None) -> str:
-    return f"tokens:api-auth-failures:{address or 'unknown'}"
-
-
 def _throttle_check(address: str | None) -> None:
-    if django_cache.get(_failures_key(address), 0) >= app_settings.API_AUTH_FAILURE_LIMIT:
+    if auth_failures.blocked(address):
         raise ApiError(
             429,
             "too_many_failures",
@@ -264,10 +249,5 @@ def _throttle_check(address: str | None) -> None:
 
 
 def _auth_failed(address: str | None) -> NoReturn:
-    key = _failures_key(address)
-    if not django_cache.add(key, 1, timeout=app_settings.API_AUTH_FAILURE_WINDOW):
-        try:
-            django_cache.incr(key)
-        except ValueError:  # expired between add and incr
-            django_cache.add(key, 1, timeout=app_settings.API_AUTH_FAILURE_WINDOW)
+    auth_failures.failed(address)
     raise ApiError(401, "unauthorized", UNAUTHORIZED_MESSAGE)

@@ -5,7 +5,7 @@ and its successor returns ciphertext silently when a key does not match; here a
 wrong or missing key is always a loud EncryptionKeyError.
 """
 
-from functools import cache
+from functools import cache, lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
@@ -51,8 +51,9 @@ def validate_keys() -> None:
 
 
 def reset_keys() -> None:
-    """Forget the cached keys so the next use reads FIELD_ENCRYPTION_KEYS again."""
+    """Forget the cached keys (and what they decrypted) so the next use reads them again."""
     _fernet.cache_clear()
+    decrypt_cached.cache_clear()
 
 
 def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
@@ -77,6 +78,13 @@ def decrypt(ciphertext: str, *, label: str = "a value") -> str:
             f"Cannot decrypt {label} with any key in {SETTING}. The key that encrypted it "
             f"is missing: add it back to {SETTING} (old keys go after the new one)."
         ) from None
+
+
+@lru_cache(maxsize=4096)
+def decrypt_cached(ciphertext: str, *, label: str = "a value") -> str:
+    """decrypt(), remembering recent answers: the token API serves the same ciphertext
+    many times, and a Fernet decryption costs more than the rest of its lookup."""
+    return decrypt(ciphertext, label=label)
 
 
 def reencrypt(ciphertext: str) -> str:

@@ -7,10 +7,10 @@ from . import api, views
 app_name = "tokens"
 
 urlpatterns = [
-    path("oauth/connect/<slug:slug>/", views.oauth_connect, name="oauth-connect"),
-    path("oauth/callback/", views.oauth_callback, name="oauth-callback"),
     # Any text as the slug, so an odd one gets the API's JSON 404 rather than a page.
     re_path(r"^api/v1/orgs/(?P<slug>[^/]+)/token$", api.org_token, name="api-org-token"),
+    path("oauth/connect/<slug:slug>/", views.oauth_connect, name="oauth-connect"),
+    path("oauth/callback/", views.oauth_callback, name="oauth-callback"),
     path("api/v1/openapi.json", api.openapi_document, name="api-openapi"),
     path("api/token", api.legacy_token, name="api-legacy-token"),
     re_path(r"^api/(?P<path>.*)$", api.not_found),

@@ -67,11 +67,15 @@ def api_client_revoke(*, client: ApiClient) -> bool:
     )
 
 
-def api_client_touch(*, client: ApiClient, now: datetime) -> None:
-    """Note that the client was used, at most once per API_LAST_USED_INTERVAL (not per call)."""
+def api_client_touch(*, client_id: int, last_used_at: datetime | None, now: datetime) -> None:
+    """Note that a client was used, at most once per API_LAST_USED_INTERVAL (not per call).
+
+    `last_used_at` is the value the caller read; only when it is stale is there a write,
+    and the conditional update keeps concurrent processes to one.
+    """
     stale = now - timedelta(seconds=app_settings.API_LAST_USED_INTERVAL)
-    if client.last_used_at is not None and client.last_used_at > stale:
+    if last_used_at is not None and last_used_at > stale:
         return
-    ApiClient.objects.filter(pk=client.pk).filter(
+    ApiClient.objects.filter(pk=client_id).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale)
     ).update(last_used_at=now)

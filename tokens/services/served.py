@@ -12,8 +12,7 @@ import time
 from collections import Counter
 from datetime import datetime
 
-from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F
+from django.db import DatabaseError, connection, transaction
 
 from tokens import clock
 from tokens.conf import app_settings
@@ -49,8 +48,7 @@ def served_flush() -> int:
         return 0
     try:
         with transaction.atomic():
-            for key, count in _still_owned(batch).items():
-                _add(key, count)
+            _add_all(_still_owned(batch))
     except DatabaseError:
         logger.warning("could not store served-token counts; keeping them for the next flush")
         with _lock:
@@ -68,19 +66,23 @@ def _still_owned(batch: dict[_Key, int]) -> dict[_Key, int]:
     return {k: n for k, n in batch.items() if k[0] in org_ids and k[1] in client_ids}
 
 
-def _add(key: _Key, count: int) -> None:
-    org_id, client_id, hour = key
-    rows = TokenServedCount.objects.filter(org_id=org_id, client_id=client_id, hour=hour)
-    if rows.update(count=F("count") + count):
-        return
-    try:
-        with transaction.atomic():
-            TokenServedCount.objects.create(
-                org_id=org_id, client_id=client_id, hour=hour, count=count
-            )
-    except IntegrityError:
-        # Another process created the row meanwhile.
-        rows.update(count=F("count") + count)
+def _add_all(batch: dict[_Key, int]) -> None:
+    """One upsert for the whole batch: add each count to its row, creating missing rows."""
+    table = connection.ops.quote_name(TokenServedCount._meta.db_table)
+    hour_field = TokenServedCount._meta.get_field("hour")
+    rows = [
+        (org_id, client_id, hour_field.get_db_prep_value(hour, connection), count)
+        for (org_id, client_id, hour), count in batch.items()
+    ]
+    with connection.cursor() as cursor:
+        # ON CONFLICT ... DO UPDATE: SQLite 3.24+ and PostgreSQL 9.5+. The ORM's
+        # bulk_create(update_conflicts=True) can only overwrite a count, not add to it.
+        cursor.executemany(
+            f"INSERT INTO {table} (org_id, client_id, hour, count) VALUES (%s, %s, %s, %s) "  # noqa: S608
+            "ON CONFLICT (org_id, client_id, hour) "
+            f"DO UPDATE SET count = {table}.count + excluded.count",
+            rows,
+        )
 
 
 atexit.register(served_flush)
