@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
-from django.test import override_settings
 
 from tokens import api, services
 from tokens.models import ApiClient, Org, Token, TokenEvent, TokenServedCount
@@ -435,8 +434,27 @@ def test_openapi_document_describes_both_endpoints(client):
     assert set(document["paths"]) == {"/api/v1/orgs/{slug}/token", "/api/token"}
 
 
-@override_settings(ROOT_URLCONF="tokenconsole.urls")
-def test_api_urls_do_not_need_a_session_or_csrf(client, connected_org, key):
+def test_api_urls_set_no_session_cookie(client, connected_org, key):
     response = client.get(token_url("acme"), HTTP_AUTHORIZATION=f"Bearer {key}")
     assert "Set-Cookie" not in response
     assert "sessionid" not in response.cookies
+
+
+def test_refused_requests_change_nothing(client, frozen_clock, connected_org, api_client_and_key):
+    api_client, key = api_client_and_key
+    token = Token.objects.get(org=connected_org)
+    events = TokenEvent.objects.count()
+    refused = [
+        get_token(client, "acme", key[:-1] + ("A" if key[-1] != "A" else "B")),
+        get_token(client, "acme", "tc_" + "x" * 5000),
+        get_token(client, "nope", key),
+        client.post(token_url("acme"), HTTP_AUTHORIZATION=f"Bearer {key}"),
+        client.get("/api/token", HTTP_X_FROM="x", HTTP_X_API_PHRASE="y"),
+    ]
+    services.served_flush()
+    assert [r.status_code for r in refused] == [401, 401, 404, 405, 401]
+    assert ApiClient.objects.get(pk=api_client.pk).last_used_at is None
+    assert not TokenServedCount.objects.exists()
+    assert TokenEvent.objects.count() == events
+    after = Token.objects.get(org=connected_org)
+    assert (after.version, after.access_token) == (token.version, token.access_token)

@@ -97,6 +97,8 @@ def test_served_counts_are_shown_read_only(superuser_client, connected_org):
     assert listing.status_code == detail.status_code == 200
     assert TokenServedCount.objects.get().count == 3
     assert ">3</a>" in detail.content.decode()
+    org_page = superuser_client.get(reverse("admin:tokens_org_change", args=[connected_org.pk]))
+    assert f'?org__id__exact={connected_org.pk}">3</a>' in org_page.content.decode()
     assert superuser_client.get(reverse("admin:tokens_tokenservedcount_add")).status_code == 403
 
 

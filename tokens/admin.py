@@ -11,7 +11,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 from django_q.tasks import async_task
 
-from . import services
+from . import admin_api, services  # admin_api also registers the token API's admin classes
 from .exceptions import OrgNotRefreshable
 from .models import Integration, Org, TokenEvent
 from .providers import PRESETS
@@ -153,6 +153,7 @@ class OrgAdmin(admin.ModelAdmin):
         "token_version",
         "access_fingerprint",
         "refresh_fingerprint",
+        "served_24h",
     ]
     readonly_fields = [
         "status_badge",
@@ -166,6 +167,7 @@ class OrgAdmin(admin.ModelAdmin):
         "token_version",
         "access_fingerprint",
         "refresh_fingerprint",
+        "served_24h",
     ]
 
     @admin.display(description="status", ordering="status")
@@ -201,6 +203,10 @@ class OrgAdmin(admin.ModelAdmin):
     @admin.display(description="refresh token fingerprint")
     def refresh_fingerprint(self, obj: Org) -> object:
         return _token_attr(obj, "refresh_fingerprint")
+
+    @admin.display(description="tokens served by the API, last 24 h")
+    def served_24h(self, obj: Org) -> str:
+        return admin_api.served_link(obj.served_counts, "org", obj.pk)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and request.user.has_perm("tokens.connect_org"):
@@ -287,6 +293,3 @@ class TokenEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
-
-
-from . import admin_api  # noqa: E402, F401  (registers the token API's admin classes)

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -12,6 +12,16 @@ from django.utils.html import format_html
 
 from . import clock, services
 from .models import ApiClient, TokenServedCount
+
+
+def served_link(counts: QuerySet, field: str, pk: int | None) -> str:
+    """The tokens served in the last 24 h, linked to the hourly counts behind the figure."""
+    if pk is None:
+        return "—"
+    since = clock.now() - timedelta(hours=24)
+    total = counts.filter(hour__gte=since).aggregate(n=Sum("count"))["n"] or 0
+    url = reverse("admin:tokens_tokenservedcount_changelist") + f"?{field}__id__exact={pk}"
+    return format_html('<a href="{}">{}</a>', url, total)
 
 
 class ApiClientForm(forms.ModelForm):
@@ -91,12 +101,7 @@ class ApiClientAdmin(admin.ModelAdmin):
 
     @admin.display(description="tokens served, last 24 h")
     def served_24h(self, obj: ApiClient) -> str:
-        if obj.pk is None:
-            return "—"
-        since = clock.now() - timedelta(hours=24)
-        total = obj.served_counts.filter(hour__gte=since).aggregate(n=Sum("count"))["n"] or 0
-        url = reverse("admin:tokens_tokenservedcount_changelist") + f"?client__id__exact={obj.pk}"
-        return format_html('<a href="{}">{}</a>', url, total)
+        return served_link(obj.served_counts, "client", obj.pk)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("orgs")
