@@ -37,13 +37,13 @@ def test_twenty_concurrent_triggers_make_exactly_one_provider_call(real_time_clo
     provider.reset_records()
     provider.latency = 0.3  # keep the one refresh in flight while the others arrive
     barrier = threading.Barrier(20)
-    outcomes: list[str] = []
+    outcomes: list[tuple[bool, str]] = []
 
     def trigger(wait: bool) -> None:
         try:
             barrier.wait()
             result = services.token_refresh(org_id=org.pk, trigger="api", wait=wait)
-            outcomes.append(result.outcome)
+            outcomes.append((wait, result.outcome))
         finally:
             connections.close_all()
 
@@ -54,8 +54,12 @@ def test_twenty_concurrent_triggers_make_exactly_one_provider_call(real_time_clo
         thread.join(timeout=30)
     assert len(outcomes) == 20
     assert provider.refresh_call_count() == 1
-    assert outcomes.count("refreshed") >= 10  # the one that refreshed + every waiter
-    assert set(outcomes) <= {"refreshed", "in_progress", "not_due"}
+    assert [outcome for _, outcome in outcomes].count("refreshed") >= 1
+    # A waiter reports the refresh it waited for, or finds the token fresh if it came
+    # late (a loaded machine can start a thread after the refresh is over); never "in
+    # progress". A caller that does not wait may see any of the three.
+    assert {outcome for wait, outcome in outcomes if wait} <= {"refreshed", "not_due"}
+    assert {outcome for _, outcome in outcomes} <= {"refreshed", "in_progress", "not_due"}
     token = Token.objects.get(org=org)
     assert token.version == 2
     assert provider.is_access_token_valid(token.access_token)

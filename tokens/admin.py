@@ -4,15 +4,17 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 from django_q.tasks import async_task
 
-from . import admin_api, services  # admin_api also registers the token API's admin classes
-from .exceptions import OrgNotRefreshable
+from . import admin_api, services  # the admin_* modules register their own classes
+from .admin_history import RecentEventsInline, history_url
+from .exceptions import OrgNotConnected, OrgNotRefreshable
 from .models import Integration, Org, TokenEvent
 from .providers import PRESETS
 from .views import redirect_uri
@@ -136,7 +138,8 @@ class OrgAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug", "provider_org_id"]
     list_select_related = ["integration", "token"]
     prepopulated_fields = {"slug": ["name"]}
-    actions = ["refresh_selected"]
+    actions = ["refresh_selected", "disconnect_selected"]
+    inlines = [RecentEventsInline]
     fields = [
         "name",
         "slug",
@@ -154,6 +157,7 @@ class OrgAdmin(admin.ModelAdmin):
         "access_fingerprint",
         "refresh_fingerprint",
         "served_24h",
+        "history",
     ]
     readonly_fields = [
         "status_badge",
@@ -168,6 +172,7 @@ class OrgAdmin(admin.ModelAdmin):
         "access_fingerprint",
         "refresh_fingerprint",
         "served_24h",
+        "history",
     ]
 
     @admin.display(description="status", ordering="status")
@@ -208,6 +213,12 @@ class OrgAdmin(admin.ModelAdmin):
     def served_24h(self, obj: Org) -> str:
         return admin_api.served_link(obj.served_counts, "org", obj.pk)
 
+    @admin.display(description="token history")
+    def history(self, obj: Org) -> str:
+        if obj.pk is None:
+            return "—"
+        return format_html('<a href="{}">All events of this org</a>', history_url(obj))
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and request.user.has_perm("tokens.connect_org"):
             context["connect_url"] = reverse("tokens:oauth-connect", args=[obj.slug])
@@ -217,12 +228,16 @@ class OrgAdmin(admin.ModelAdmin):
         may_refresh = request.user.has_perm("tokens.refresh_org")
         if obj is not None and obj.status == Org.Status.CONNECTED and may_refresh:
             context["refresh_url"] = reverse("admin:tokens_org_refresh", args=[obj.pk])
+        if obj is not None and hasattr(obj, "token") and self.has_disconnect_permission(request):
+            context["disconnect_url"] = reverse("admin:tokens_org_disconnect", args=[obj.pk])
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_urls(self):
         refresh = self.admin_site.admin_view(require_POST(self.refresh_view))
+        disconnect = self.admin_site.admin_view(self.disconnect_view)
         return [
             path("<int:org_id>/refresh/", refresh, name="tokens_org_refresh"),
+            path("<int:org_id>/disconnect/", disconnect, name="tokens_org_disconnect"),
             *super().get_urls(),
         ]
 
@@ -257,39 +272,59 @@ class OrgAdmin(admin.ModelAdmin):
     def has_refresh_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("tokens.refresh_org")
 
+    def disconnect_view(self, request: HttpRequest, org_id: int) -> HttpResponse:
+        """Disconnect one org: a confirmation page, then the POST that does it."""
+        if not self.has_disconnect_permission(request):
+            raise PermissionDenied
+        org = get_object_or_404(Org, pk=org_id)
+        if request.method == "POST":
+            self._disconnect(request, [org])
+            return HttpResponseRedirect(reverse("admin:tokens_org_change", args=[org.pk]))
+        return self._confirm_disconnect(request, [org])
+
+    @admin.action(description="Disconnect selected orgs", permissions=["disconnect"])
+    def disconnect_selected(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        """Like delete_selected: a confirmation page first, then disconnect each org."""
+        orgs = list(queryset.filter(token__isnull=False))
+        if not orgs:
+            self.message_user(request, "None of the selected orgs holds a token.", messages.WARNING)
+            return None
+        if request.POST.get("confirmed") != "yes":
+            return self._confirm_disconnect(request, orgs, action=True)
+        self._disconnect(request, orgs)
+        return None
+
+    def has_disconnect_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("tokens.disconnect_org")
+
+    def _confirm_disconnect(
+        self, request: HttpRequest, orgs: list[Org], *, action: bool = False
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Disconnect " + (orgs[0].name if len(orgs) == 1 else f"{len(orgs)} orgs"),
+            "opts": self.opts,
+            "orgs": orgs,
+            "action": action,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/tokens/org/disconnect_confirmation.html", context)
+
+    def _disconnect(self, request: HttpRequest, orgs: list[Org]) -> None:
+        for org in orgs:
+            try:
+                result = services.org_disconnect(
+                    org_id=org.pk, actor=request.user, trigger=TokenEvent.Trigger.MANUAL
+                )
+            except OrgNotConnected as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+                continue
+            level = messages.SUCCESS if result.revoked else messages.WARNING
+            self.message_user(request, f"{org}: {result.message}", level)
+            self.log_change(request, org, "Disconnected.")
+
 
 def _token_attr(org: Org, name: str) -> object:
     token = getattr(org, "token", None)
     value = getattr(token, name, None) if token is not None else None
     return "—" if value in (None, "") else value
-
-
-@admin.register(TokenEvent)
-class TokenEventAdmin(admin.ModelAdmin):
-    """The append-only token history: read-only for everyone, superusers included."""
-
-    list_display = [
-        "created_at",
-        "org_slug",
-        "kind",
-        "trigger",
-        "outcome",
-        "actor",
-        "http_status",
-        "error_code",
-        "access_fingerprint",
-        "token_version",
-    ]
-    list_filter = ["kind", "trigger", "outcome", "created_at"]
-    search_fields = ["org_slug", "access_fingerprint", "refresh_fingerprint", "error_code"]
-    list_select_related = ["actor"]
-    date_hierarchy = "created_at"
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -62,3 +62,7 @@ class OAuthStateError(ConnectError):
 
 class OrgNotRefreshable(TokenConsoleError):
     """The org is pending, disabled or needs a reconnect: no refresh is attempted."""
+
+
+class OrgNotConnected(TokenConsoleError):
+    """The org holds no token: there is nothing to disconnect."""

@@ -91,6 +91,8 @@ class Integration(models.Model):
             scopes=self.scopes,
             auth_method=self.token_auth_method,
             timeout=(app_settings.HTTP_CONNECT_TIMEOUT, app_settings.HTTP_TIMEOUT),
+            revocation_url=self.revocation_url,
+            revocation_style=oauth.REVOKE_BEARER_DELETE if self.is_webex else oauth.REVOKE_RFC7009,
         )
 
 

@@ -1,4 +1,4 @@
-"""The OAuth2 client protocol: authorize URL, code exchange, refresh, userinfo.
+"""The OAuth2 client protocol: authorize URL, code exchange, refresh, userinfo, revocation.
 
 Speaks HTTP only and knows no models. Every call has a timeout; every provider
 error becomes a ProviderError subclass whose message holds no secret.
@@ -27,6 +27,10 @@ from .exceptions import (
 CLIENT_SECRET_POST = "client_secret_post"
 CLIENT_SECRET_BASIC = "client_secret_basic"
 AUTH_METHODS = (CLIENT_SECRET_POST, CLIENT_SECRET_BASIC)
+# How a provider takes a revocation: Webex deletes the authorization behind a bearer
+# access token (DELETE /v1/authorizations); RFC 7009 posts the token with client auth.
+REVOKE_BEARER_DELETE = "bearer_delete"
+REVOKE_RFC7009 = "rfc7009"
 
 _DESCRIPTION_MAX = 300
 _local = threading.local()
@@ -44,6 +48,8 @@ class ClientConfig:
     scopes: str = ""
     auth_method: str = CLIENT_SECRET_POST
     timeout: tuple[float, float] = (5.0, 15.0)
+    revocation_url: str = ""
+    revocation_style: str = REVOKE_RFC7009
 
 
 @dataclass(frozen=True)
@@ -126,16 +132,42 @@ def fetch_userinfo(config: ClientConfig, *, access_token: str) -> dict[str, Any]
     return payload
 
 
-def _token_request(
-    config: ClientConfig, form: dict[str, str], *, secrets_sent: tuple[str, ...]
-) -> TokenResponse:
+def revoke(config: ClientConfig, *, access_token: str, refresh_token: str) -> None:
+    """Revoke the org's grant at the provider's revocation endpoint; raise ProviderError if refused.
+
+    Webex style: DELETE with the access token as bearer (2xx: done). RFC 7009: POST the
+    refresh token (or the access token when there is none) with client authentication.
+    """
+    hidden = (access_token, refresh_token, config.client_secret)
+    if config.revocation_style == REVOKE_BEARER_DELETE:
+        headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+        response = _send("DELETE", config.revocation_url, config, headers=headers)
+    else:
+        token, hint = (refresh_token, "refresh_token") if refresh_token else (access_token, "")
+        form = {"token": token, **({"token_type_hint": hint} if hint else {})}
+        headers, form = _client_auth(config, form)
+        response = _send("POST", config.revocation_url, config, headers=headers, data=form)
+    if not 200 <= response.status_code < 300:
+        raise _error_from_response(response, "revocation", hidden)
+
+
+def _client_auth(
+    config: ClientConfig, form: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Headers and form with the client's credentials, by its token endpoint auth method."""
     headers = {"Accept": "application/json"}
     if config.auth_method == CLIENT_SECRET_BASIC:
         # RFC 6749 2.3.1: both parts form-urlencoded before base64.
         pair = f"{quote_plus(config.client_id)}:{quote_plus(config.client_secret)}"
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-    else:
-        form = {**form, "client_id": config.client_id, "client_secret": config.client_secret}
+        return headers, form
+    return headers, {**form, "client_id": config.client_id, "client_secret": config.client_secret}
+
+
+def _token_request(
+    config: ClientConfig, form: dict[str, str], *, secrets_sent: tuple[str, ...]
+) -> TokenResponse:
+    headers, form = _client_auth(config, form)
     response = _send("POST", config.token_url, config, headers=headers, data=form)
     hidden = (*secrets_sent, config.client_secret)
     if response.status_code != 200:

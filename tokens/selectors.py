@@ -5,11 +5,12 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Count, F, Q
 
 from .conf import app_settings
 from .fields import decrypt_cached
-from .models import ApiClient, Integration, Org, Token
+from .models import ApiClient, Integration, Org, Token, TokenEvent
+from .timeline import TimelineRow
 
 
 def tokens_due(*, now: datetime, limit: int) -> list[tuple[int, int]]:
@@ -137,3 +138,65 @@ def _aware(value: datetime | str | None) -> datetime | None:
         return value
     parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
     return parsed.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """What the admin index shows: where things stand and what needs a human."""
+
+    status_counts: dict[str, int]
+    needs_reconnect: list[Org]
+    refresh_expiring: list[Org]
+    failing: list[Org]
+    outcomes_24h: dict[str, int]
+    timeline: list[TimelineRow]
+    timeline_total: int
+
+
+DASHBOARD_LIST_LIMIT = 20
+TIMELINE_LIMIT = 100
+
+
+def dashboard_figures(*, now: datetime) -> Dashboard:
+    """Counts by status, orgs needing action, the last 24 h of refreshes, the timeline rows."""
+    counts = dict(Org.objects.values_list("status").annotate(n=Count("id")).order_by())
+    horizon = now + timedelta(days=app_settings.REFRESH_EXPIRY_WARNING_DAYS)
+    connected = Org.objects.filter(status=Org.Status.CONNECTED).select_related("token")
+    events = TokenEvent.objects.filter(
+        created_at__gte=now - timedelta(hours=24),
+        kind__in=[TokenEvent.Kind.REFRESHED, TokenEvent.Kind.REFRESH_FAILED],
+    )
+    outcomes = dict(events.values_list("outcome").annotate(n=Count("id")).order_by())
+    with_token = connected.filter(token__isnull=False).order_by(
+        F("token__refresh_expires_at").asc(nulls_last=True), "token__access_expires_at"
+    )
+    return Dashboard(
+        status_counts={status: counts.get(status, 0) for status in Org.Status.values},
+        needs_reconnect=list(
+            Org.objects.filter(status=Org.Status.NEEDS_RECONNECT)[:DASHBOARD_LIST_LIMIT]
+        ),
+        refresh_expiring=list(
+            connected.filter(token__refresh_expires_at__lte=horizon).order_by(
+                "token__refresh_expires_at"
+            )[:DASHBOARD_LIST_LIMIT]
+        ),
+        failing=list(
+            connected.filter(token__failure_count__gt=0).order_by("-token__failure_count")[
+                :DASHBOARD_LIST_LIMIT
+            ]
+        ),
+        outcomes_24h={outcome: outcomes.get(outcome, 0) for outcome in TokenEvent.Outcome.values},
+        timeline=[_timeline_row(org) for org in with_token[:TIMELINE_LIMIT]],
+        timeline_total=with_token.count(),
+    )
+
+
+def _timeline_row(org: Org) -> TimelineRow:
+    return TimelineRow(
+        org_id=org.pk,
+        name=org.name,
+        status=org.status,
+        access_expires_at=org.token.access_expires_at,
+        refresh_expires_at=org.token.refresh_expires_at,
+        next_refresh_at=org.token.next_refresh_at,
+    )

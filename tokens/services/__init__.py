@@ -9,12 +9,14 @@ from .api_clients import (
     api_client_touch,
 )
 from .connect import org_connect, org_connect_failed
+from .disconnect import DisconnectResult, org_disconnect
 from .dispatch import refresh_dispatch_due, refresh_expiry_alerts_send
 from .events import token_event_record
 from .refresh import RefreshResult, token_refresh
 from .served import served_flush, served_record
 
 __all__ = [
+    "DisconnectResult",
     "RefreshResult",
     "api_client_create",
     "api_client_key_assign",
@@ -23,6 +25,7 @@ __all__ = [
     "api_client_touch",
     "org_connect",
     "org_connect_failed",
+    "org_disconnect",
     "refresh_dispatch_due",
     "refresh_expiry_alerts_send",
     "served_flush",

@@ -1,0 +1,99 @@
+"""Disconnecting an org: revoke the grant at the provider when it can, wipe the tokens."""
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+
+from tokens import clock, oauth
+from tokens.conf import app_settings
+from tokens.exceptions import OrgNotConnected, ProviderError
+from tokens.models import Org, TokenEvent
+
+from .events import token_event_record
+from .store import elapsed_ms, locked_org_and_token
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DisconnectResult:
+    """What org_disconnect did. Holds no secret."""
+
+    org_slug: str
+    revoked: bool  # the provider confirmed the revocation
+    message: str
+
+
+@dataclass(frozen=True)
+class _Held:
+    config: oauth.ClientConfig
+    access_token: str
+    refresh_token: str
+
+
+def org_disconnect(
+    *, org_id: int, actor: AbstractBaseUser | None = None, trigger: str = "manual"
+) -> DisconnectResult:
+    """Revoke the org's grant at the provider (when it has an endpoint), wipe its tokens,
+    set it pending and record a `disconnected` event.
+
+    The local part always happens: an unreachable provider is reported, not fatal.
+    Raises OrgNotConnected when the org holds no token.
+    """
+    held = _hold(org_id)
+    started = time.monotonic()
+    revoked, note = _revoke(held)
+    with transaction.atomic():
+        org, token = locked_org_and_token(org_id)
+        if token is not None:
+            token.delete()
+        if org.status != Org.Status.DISABLED:
+            org.status = Org.Status.PENDING
+        org.status_reason = ""
+        org.save(update_fields=["status", "status_reason", "updated_at"])
+        message = f"Disconnected: tokens wiped. {note}"
+        token_event_record(
+            org=org,
+            kind=TokenEvent.Kind.DISCONNECTED,
+            trigger=trigger,
+            outcome=TokenEvent.Outcome.SUCCESS if revoked else TokenEvent.Outcome.WARNING,
+            actor=actor,
+            message=message,
+            duration_ms=elapsed_ms(started),
+        )
+    logger.info("org disconnected org=%s revoked=%s", org.slug, revoked)
+    return DisconnectResult(org_slug=org.slug, revoked=revoked, message=message)
+
+
+def _hold(org_id: int) -> _Held:
+    """Read the tokens and claim the org, so no refresh starts (and rotates them) meanwhile."""
+    with transaction.atomic():
+        org, token = locked_org_and_token(org_id)
+        if token is None:
+            raise OrgNotConnected(f"{org.slug} holds no token: there is nothing to disconnect.")
+        token.refresh_claim = "disconnect"
+        token.refreshing_until = clock.now() + timedelta(seconds=app_settings.REFRESH_LEASE)
+        token.save(update_fields=["refresh_claim", "refreshing_until"])
+        return _Held(
+            config=org.integration.client_config(),
+            access_token=token.access_token,
+            refresh_token=token.refresh_token,
+        )
+
+
+def _revoke(held: _Held) -> tuple[bool, str]:
+    """Ask the provider to revoke; return whether it did and a note for the event."""
+    if not held.config.revocation_url:
+        return False, "The integration has no revocation endpoint: nothing was revoked."
+    try:
+        oauth.revoke(held.config, access_token=held.access_token, refresh_token=held.refresh_token)
+    except ProviderError as exc:
+        return False, (
+            f"The provider did not confirm the revocation ({exc}); the grant may still be "
+            "valid there: revoke it in the provider's admin."
+        )
+    return True, "The provider revoked the grant."
