@@ -144,7 +144,7 @@ def _aware(value: datetime | str | None) -> datetime | None:
 class Dashboard:
     """What the admin index shows: where things stand and what needs a human."""
 
-    status_counts: dict[str, int]
+    status_counts: list[tuple[str, str, int]]  # status, its label, how many orgs
     needs_reconnect: list[Org]
     refresh_expiring: list[Org]
     failing: list[Org]
@@ -171,7 +171,7 @@ def dashboard_figures(*, now: datetime) -> Dashboard:
         F("token__refresh_expires_at").asc(nulls_last=True), "token__access_expires_at"
     )
     return Dashboard(
-        status_counts={status: counts.get(status, 0) for status in Org.Status.values},
+        status_counts=[(s.value, s.label, counts.get(s.value, 0)) for s in Org.Status],
         needs_reconnect=list(
             Org.objects.filter(status=Org.Status.NEEDS_RECONNECT)[:DASHBOARD_LIST_LIMIT]
         ),
