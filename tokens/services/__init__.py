@@ -11,6 +11,7 @@ from .api_clients import (
 from .connect import org_connect, org_connect_failed
 from .dispatch import refresh_dispatch_due, refresh_expiry_alerts_send
 from .events import token_event_record
+from .keys import encryption_keys_rotate
 from .refresh import RefreshResult, token_refresh
 from .served import served_flush, served_record
 
@@ -21,6 +22,7 @@ __all__ = [
     "api_client_legacy_passphrase_set",
     "api_client_revoke",
     "api_client_touch",
+    "encryption_keys_rotate",
     "org_connect",
     "org_connect_failed",
     "refresh_dispatch_due",
