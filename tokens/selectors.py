@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Count, Q
+from django_q.models import Success
 
 from .conf import app_settings
 from .fields import decrypt_cached
@@ -44,6 +45,24 @@ def refresh_tokens_expiring(*, now: datetime) -> list[Token]:
         org__status=Org.Status.CONNECTED, refresh_expires_at__lte=horizon
     ).select_related("org")
     return [t for t in candidates if t.expiry_alerted_fingerprint != t.refresh_fingerprint]
+
+
+def org_status_counts() -> dict[str, int]:
+    """How many orgs are in each status (every status present, zero when none)."""
+    counts = dict.fromkeys(Org.Status.values, 0)
+    for row in Org.objects.order_by().values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def cluster_last_task_at() -> datetime | None:
+    """When a django-q2 worker last finished a task successfully; None if never (or pruned).
+
+    django-q2 writes this row from the worker's side after the task ran, with either
+    broker, so it measures work done rather than a process being up. django-q2 prunes the
+    table to Q_CLUSTER's save_limit rows (1000), so the unindexed ordering stays cheap.
+    """
+    return Success.objects.order_by("-stopped").values_list("stopped", flat=True).first()
 
 
 @dataclass(frozen=True)
