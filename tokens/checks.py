@@ -38,3 +38,18 @@ def check_console_base_url(app_configs, **kwargs) -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+@checks.register()
+def check_task_results_kept(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """/healthz measures the cluster by the task results django-q2 keeps."""
+    if getattr(settings, "Q_CLUSTER", {}).get("save_limit", 250) < 0:
+        return [
+            checks.Warning(
+                "Q_CLUSTER save_limit is negative: django-q2 keeps no successful tasks, "
+                "so /healthz can never see the cluster work and always answers 503.",
+                hint="Set Q_SAVE_LIMIT to a positive number (the default is 1000).",
+                id="tokens.W001",
+            )
+        ]
+    return []

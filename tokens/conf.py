@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     # Tokens served are counted in memory and added to the database at most this often
     # (seconds) per process, never one write per request.
     "API_SERVED_FLUSH_INTERVAL": 10,
+    # /healthz answers 503 when no cluster worker has finished a task within this many
+    # seconds. The sweep runs every minute, so a live cluster always has one.
+    "HEALTH_CLUSTER_MAX_AGE": 120,
     # How many reverse proxies in front of the console append to X-Forwarded-For.
     # 0 (the default): the header is ignored and REMOTE_ADDR is the source address.
     "TRUSTED_PROXY_COUNT": 0,

@@ -45,6 +45,13 @@ def _fernet() -> MultiFernet:
     return MultiFernet(fernets)
 
 
+@cache
+def _first_fernet() -> Fernet:
+    """The encrypting key alone: a value it decrypts needs no rotation."""
+    _fernet()  # validates every key with a clear error first
+    return Fernet(configured_keys()[0])
+
+
 def validate_keys() -> None:
     """Raise EncryptionKeyError unless FIELD_ENCRYPTION_KEYS holds only valid keys."""
     _fernet()
@@ -53,6 +60,7 @@ def validate_keys() -> None:
 def reset_keys() -> None:
     """Forget the cached keys (and what they decrypted) so the next use reads them again."""
     _fernet.cache_clear()
+    _first_fernet.cache_clear()
     decrypt_cached.cache_clear()
 
 
@@ -95,6 +103,15 @@ def reencrypt(ciphertext: str) -> str:
         raise EncryptionKeyError(
             f"Cannot decrypt a stored value with any key in {SETTING}."
         ) from None
+
+
+def is_current(ciphertext: str) -> bool:
+    """Whether a stored value is encrypted with the first key (rotation would not change it)."""
+    try:
+        _first_fernet().decrypt(ciphertext.encode())
+    except InvalidToken:
+        return False
+    return True
 
 
 class EncryptedTextField(models.TextField):

@@ -6,6 +6,7 @@ from functools import cache
 
 from django.db import connection
 from django.db.models import Count, F, Q
+from django_q.models import Success
 
 from .conf import app_settings
 from .fields import decrypt_cached
@@ -45,6 +46,24 @@ def refresh_tokens_expiring(*, now: datetime) -> list[Token]:
         org__status=Org.Status.CONNECTED, refresh_expires_at__lte=horizon
     ).select_related("org")
     return [t for t in candidates if t.expiry_alerted_fingerprint != t.refresh_fingerprint]
+
+
+def org_status_counts() -> dict[str, int]:
+    """How many orgs are in each status (every status present, zero when none)."""
+    counts = dict.fromkeys(Org.Status.values, 0)
+    for row in Org.objects.order_by().values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def cluster_last_task_at() -> datetime | None:
+    """When a django-q2 worker last finished a task successfully; None if never (or pruned).
+
+    django-q2 writes this row from the worker's side after the task ran, with either
+    broker, so it measures work done rather than a process being up. django-q2 prunes the
+    table to Q_CLUSTER's save_limit rows (1000), so the unindexed ordering stays cheap.
+    """
+    return Success.objects.order_by("-stopped").values_list("stopped", flat=True).first()
 
 
 @dataclass(frozen=True)
@@ -159,7 +178,7 @@ TIMELINE_LIMIT = 100
 
 def dashboard_figures(*, now: datetime) -> Dashboard:
     """Counts by status, orgs needing action, the last 24 h of refreshes, the timeline rows."""
-    counts = dict(Org.objects.values_list("status").annotate(n=Count("id")).order_by())
+    counts = org_status_counts()
     horizon = now + timedelta(days=app_settings.REFRESH_EXPIRY_WARNING_DAYS)
     connected = Org.objects.filter(status=Org.Status.CONNECTED).select_related("token")
     events = TokenEvent.objects.filter(
@@ -171,7 +190,7 @@ def dashboard_figures(*, now: datetime) -> Dashboard:
         F("token__refresh_expires_at").asc(nulls_last=True), "token__access_expires_at"
     )
     return Dashboard(
-        status_counts=[(s.value, s.label, counts.get(s.value, 0)) for s in Org.Status],
+        status_counts=[(s.value, s.label, counts[s.value]) for s in Org.Status],
         needs_reconnect=list(
             Org.objects.filter(status=Org.Status.NEEDS_RECONNECT)[:DASHBOARD_LIST_LIMIT]
         ),

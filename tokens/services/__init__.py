@@ -12,20 +12,25 @@ from .connect import org_connect, org_connect_failed
 from .disconnect import DisconnectResult, org_disconnect
 from .dispatch import refresh_dispatch_due, refresh_expiry_alerts_send
 from .events import token_event_record
+from .importing import SeedImport, org_import_seed
+from .keys import encryption_keys_rotate
 from .refresh import RefreshResult, token_refresh
 from .served import served_flush, served_record
 
 __all__ = [
     "DisconnectResult",
     "RefreshResult",
+    "SeedImport",
     "api_client_create",
     "api_client_key_assign",
     "api_client_legacy_passphrase_set",
     "api_client_revoke",
     "api_client_touch",
+    "encryption_keys_rotate",
     "org_connect",
     "org_connect_failed",
     "org_disconnect",
+    "org_import_seed",
     "refresh_dispatch_due",
     "refresh_expiry_alerts_send",
     "served_flush",

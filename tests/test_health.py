@@ -1,0 +1,145 @@
+"""GET /healthz: database, cluster liveness (tasks actually done), orgs by status."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.core import checks
+from django.db import OperationalError, connection
+from django.test import override_settings
+from django_q.models import Success
+from django_q.tasks import async_task
+
+from tokens import clock
+from tokens.models import Integration, Org
+
+pytestmark = pytest.mark.django_db
+
+
+def task_finished(seconds_ago: float, func: str = "tokens.tasks.sweep_due_orgs") -> None:
+    """A Success row as django-q2 writes it after a worker ran a task."""
+    stopped = clock.now() - timedelta(seconds=seconds_ago)
+    Success.objects.create(
+        id=uuid.uuid4().hex,
+        name="task",
+        func=func,
+        started=stopped - timedelta(seconds=1),
+        stopped=stopped,
+        success=True,
+    )
+
+
+def make_orgs(**per_status: int) -> None:
+    integration = Integration.objects.create(
+        name="health",
+        provider="generic",
+        client_id="cid",
+        client_secret="not-used",
+        authorize_url="http://127.0.0.1:9/authorize",
+        token_url="http://127.0.0.1:9/token",
+    )
+    for status, count in per_status.items():
+        for n in range(count):
+            Org.objects.create(
+                name=f"{status} {n}", slug=f"{status}-{n}".replace("_", "-"),
+                integration=integration, status=status,
+            )  # fmt: skip
+
+
+def test_ok_when_a_task_finished_recently(client, frozen_clock):
+    make_orgs(connected=2, pending=1)
+    task_finished(seconds_ago=30)
+    response = client.get("/healthz")
+    body = response.json()
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    assert body["status"] == "ok"
+    assert body["database"] == {"ok": True}
+    assert body["cluster"]["alive"] is True
+    assert (
+        body["cluster"]["last_seen"] == (frozen_clock.current - timedelta(seconds=30)).isoformat()
+    )
+    assert body["cluster"]["age_seconds"] == 30
+    assert body["orgs"] == {"connected": 2, "pending": 1, "needs_reconnect": 0, "disabled": 0}
+
+
+def test_counts_every_status(client, frozen_clock):
+    make_orgs(connected=3, pending=2, needs_reconnect=1, disabled=4)
+    task_finished(seconds_ago=5)
+    body = client.get("/healthz").json()
+    assert body["orgs"] == {"connected": 3, "pending": 2, "needs_reconnect": 1, "disabled": 4}
+    assert body["status"] == "degraded"  # serving, but an org needs a human
+
+
+def test_no_cluster_ever_seen_is_503(client, frozen_clock):
+    response = client.get("/healthz")
+    body = response.json()
+    assert response.status_code == 503
+    assert body["status"] == "down"
+    assert body["database"]["ok"] is True
+    assert body["cluster"] == {
+        "alive": False,
+        "last_seen": None,
+        "age_seconds": None,
+        "max_age_seconds": 120,
+    }
+
+
+def test_stale_heartbeat_is_503(client, frozen_clock):
+    task_finished(seconds_ago=121)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["cluster"]["alive"] is False
+    assert response.json()["cluster"]["age_seconds"] == 121
+
+
+def test_the_newest_task_counts_whichever_it_was(client, frozen_clock):
+    task_finished(seconds_ago=600)
+    task_finished(seconds_ago=10, func="tokens.tasks.refresh_org")
+    assert client.get("/healthz").status_code == 200
+
+
+@override_settings(TOKEN_CONSOLE={"HEALTH_CLUSTER_MAX_AGE": 600})
+def test_the_max_age_is_a_knob(client, frozen_clock):
+    task_finished(seconds_ago=300)
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["cluster"]["max_age_seconds"] == 600
+
+
+def test_a_sweep_run_by_django_q2_makes_the_cluster_alive(client):
+    assert client.get("/healthz").status_code == 503
+    async_task("tokens.tasks.sweep_due_orgs", sync=True)
+    response = client.get("/healthz")
+    assert response.status_code == 200, response.json()
+    assert response.json()["cluster"]["alive"] is True
+
+
+def test_database_down_is_503_not_500(client, frozen_clock, monkeypatch):
+    task_finished(seconds_ago=5)
+
+    def unavailable(*args, **kwargs):
+        raise OperationalError("could not connect to server at db.internal as tokenconsole")
+
+    monkeypatch.setattr(connection, "cursor", unavailable)
+    response = client.get("/healthz")
+    monkeypatch.undo()
+    body = response.json()
+    assert response.status_code == 503
+    assert body["status"] == "down"
+    assert body["database"] == {"ok": False, "error": "OperationalError"}
+    assert body["cluster"]["alive"] is False
+    assert body["orgs"] is None
+    assert "db.internal" not in response.content.decode()
+
+
+def test_only_get_and_head(client, frozen_clock):
+    task_finished(seconds_ago=5)
+    assert client.head("/healthz").status_code == 200
+    assert client.post("/healthz").status_code == 405
+
+
+def test_check_warns_when_task_results_are_not_kept(settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "save_limit": -1}
+    ids = [message.id for message in checks.run_checks()]
+    assert "tokens.W001" in ids

@@ -1,0 +1,62 @@
+"""GET /healthz: is the database reachable, is the task cluster doing work, how are the orgs.
+
+For load balancers and the supervisor that restarts a stuck cluster: no authentication,
+no secrets, never cached. 503 when the database is down or no cluster has done work lately.
+
+Cluster liveness is the newest task a worker finished, read from django-q2's Success rows
+in the database. The alternatives fall short: django-q2's Stat lives in the broker, and
+the ORM broker keeps it in Django's cache, which is per process without Redis, so the web
+process would never see it; a process that is up can still have stopped taking tasks
+(django-q2 #23); and a heartbeat row of our own would need a new model. The per-minute
+sweep is a task, so a working cluster always has a recent Success row, whether or not any
+org is due.
+"""
+
+import logging
+from datetime import datetime
+
+from django.db import DatabaseError
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_safe
+
+from . import clock, selectors
+from .conf import app_settings
+
+logger = logging.getLogger(__name__)
+
+
+@require_safe
+def healthz(request: HttpRequest) -> JsonResponse:
+    """The console's health as JSON; 503 when the database or the cluster is down."""
+    try:
+        orgs = selectors.org_status_counts()
+        last_task_at = selectors.cluster_last_task_at()
+        database = {"ok": True}
+    except DatabaseError as exc:
+        # Only the exception's class: a driver's message can name hosts and users.
+        logger.warning("health check: database unavailable (%s)", type(exc).__name__)
+        orgs, last_task_at = None, None
+        database = {"ok": False, "error": type(exc).__name__}
+    cluster = cluster_health(last_task_at)
+    if not database["ok"] or not cluster["alive"]:
+        status = "down"
+    elif orgs["needs_reconnect"]:
+        status = "degraded"  # serving, but some org needs a human to reconnect it
+    else:
+        status = "ok"
+    body = {"status": status, "database": database, "cluster": cluster, "orgs": orgs}
+    response = JsonResponse(body, status=503 if status == "down" else 200)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def cluster_health(last_task_at: datetime | None) -> dict:
+    """Whether a cluster finished a task within HEALTH_CLUSTER_MAX_AGE seconds."""
+    max_age = app_settings.HEALTH_CLUSTER_MAX_AGE
+    age = (clock.now() - last_task_at).total_seconds() if last_task_at else None
+    return {
+        "alive": age is not None and age <= max_age,
+        "last_seen": last_task_at.isoformat() if last_task_at else None,
+        "age_seconds": int(age) if age is not None else None,
+        "max_age_seconds": max_age,
+    }
