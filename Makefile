@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 MANAGE := $(BIN)/python manage.py
 DEMO_PROVIDER_PORT ?= 8765
 
-.PHONY: help install env setup run demo test lint format clean
+.PHONY: help install system-deps env setup run demo test lint format clean
 
 help:
 	@echo "make run    set up (virtualenv, .env, database, admin) and run the console"
@@ -21,6 +21,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $@
 
 install: $(STAMP)
+
+# Debian packages the tests need: Chromium for the browser test (Playwright cannot
+# download its own browser here). Installed only when missing; needs root and apt.
+system-deps:
+	@command -v chromium >/dev/null || { \
+		echo "Installing Debian's chromium for the browser test (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 env: install
 	$(BIN)/python scripts/init_env.py
@@ -41,7 +48,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint system-deps
 	$(BIN)/pytest
 
 format: install
