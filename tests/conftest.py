@@ -27,6 +27,17 @@ class FakeClock:
         return self.current
 
 
+@pytest.fixture(autouse=True)
+def empty_task_queue(settings) -> Iterator[None]:
+    """Each test starts with an empty django-q2 queue: a Redis queue outlives a test's
+    database transaction, so tasks one test queued would be another test's tasks."""
+    if settings.Q_CLUSTER.get("redis"):
+        from tests.brokers import purge_queue
+
+        purge_queue()
+    yield
+
+
 @pytest.fixture
 def frozen_clock() -> Iterator[FakeClock]:
     """Freeze the app's clock at a fixed instant; tests move it with advance()."""
@@ -119,3 +130,16 @@ def connect_org(org: Org, provider: FakeProvider) -> Org:
 def connected_org(org: Org, provider: FakeProvider) -> Org:
     """The org, connected through the fake provider."""
     return connect_org(org, provider)
+
+
+def database_url_for_subprocess() -> str:
+    """A DATABASE_URL for a subprocess (a command, a cluster) to use this test's database."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    params = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{params['NAME']}"
+    credentials = f"{quote(params['USER'])}:{quote(params['PASSWORD'])}@"
+    return f"postgres://{credentials}{params['HOST']}:{params['PORT'] or 5432}/{params['NAME']}"

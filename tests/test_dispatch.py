@@ -9,8 +9,9 @@ from django.core.management.base import CommandError
 from django.test import TestCase
 from django.urls import reverse
 from django_q.conf import Conf
-from django_q.models import OrmQ, Schedule
+from django_q.models import Schedule
 
+from tests.brokers import purge_queue, queued_tasks
 from tests.conftest import connect_org, make_staff
 from tokens import services, tasks
 from tokens.models import Integration, Org, Token, TokenEvent
@@ -36,7 +37,7 @@ def all_due(clock) -> None:
 
 
 def queued_org_ids() -> list[int]:
-    return sorted(task.task["args"][0] for task in OrmQ.objects.all())
+    return sorted(task["args"][0] for task in queued_tasks())
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_sweep_queues_each_due_org_once_until_the_dispatch_mark_runs_out(frozen_
     assert queued_org_ids() == sorted(o.pk for o in orgs)
     assert services.refresh_dispatch_due() == 0  # queued already: not again
     # The queue lost its tasks (a broker restart): the database still knows they are due.
-    OrmQ.objects.all().delete()
+    purge_queue()
     frozen_clock.advance(seconds=301)
     assert services.refresh_dispatch_due() == 5
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
-from tests.conftest import FakeClock, connect_org
+from tests.conftest import FakeClock, connect_org, database_url_for_subprocess
 from tokens import clock, services
 from tokens.models import Org, Token
 
@@ -76,7 +76,7 @@ def test_process_killed_mid_refresh_loses_nothing_and_the_next_run_recovers(
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tokenconsole.settings",
-        "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+        "DATABASE_URL": database_url_for_subprocess(),
         "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
         "SECRET_KEY": "killed-refresh-test",
     }
