@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 MANAGE := $(BIN)/python manage.py
 DEMO_PROVIDER_PORT ?= 8765
 
-.PHONY: help install system-deps env setup run demo test lint format clean
+.PHONY: help install services env setup run demo test test-sqlite test-postgres lint format clean
 
 help:
 	@echo "make run    set up (virtualenv, .env, database, admin) and run the console"
 	@echo "make demo   like run, plus a fake OAuth provider and a Demo org to connect"
-	@echo "make test   lint and run the whole test suite"
+	@echo "make test   lint, start the test services, run the suite on SQLite and on PostgreSQL + Redis"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,12 +22,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
-# Debian packages the tests need: Chromium for the browser test (Playwright cannot
-# download its own browser here). Installed only when missing; needs root and apt.
-system-deps:
-	@command -v chromium >/dev/null || { \
-		echo "Installing Debian's chromium for the browser test (apt-get)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+# What the tests need besides Python: Chromium for the browser test (Playwright cannot
+# download its own browser here), PostgreSQL and Redis for the scale-out pass. Installed
+# with apt-get when missing (root, Debian) and started on loopback.
+services:
+	bash scripts/test_services.sh
 
 env: install
 	$(BIN)/python scripts/init_env.py
@@ -48,8 +47,18 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint system-deps
-	$(BIN)/pytest
+# The whole suite twice: the embedded default (SQLite + django-q2's ORM broker), then
+# the scale-out setup (PostgreSQL + Redis). Explicit URLs win over a developer's .env.
+TEST_POSTGRES_URL ?= postgres://tc:tc@127.0.0.1:5432/tc
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+test: lint services test-sqlite test-postgres
+
+test-sqlite: install
+	DATABASE_URL=sqlite:///$(CURDIR)/var/db-test.sqlite3 REDIS_URL= $(BIN)/pytest
+
+test-postgres: install
+	DATABASE_URL=$(TEST_POSTGRES_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest
 
 format: install
 	$(BIN)/ruff check --fix .

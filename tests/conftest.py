@@ -27,6 +27,47 @@ class FakeClock:
         return self.current
 
 
+SCALE_OUT_MARKERS = ("needs_postgres", "needs_redis")
+
+
+def scale_out_pass() -> bool:
+    """Whether this run is `make test`'s second pass, on PostgreSQL (+ Redis)."""
+    from django.conf import settings
+
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """On SQLite, leave the PostgreSQL/Redis tests to the second pass (deselected, with a
+    note); in that pass they run, and fail if their service is missing."""
+    if scale_out_pass():
+        return
+    scale_out = [i for i in items if any(i.get_closest_marker(m) for m in SCALE_OUT_MARKERS)]
+    if scale_out:
+        config.hook.pytest_deselected(items=scale_out)
+        items[:] = [i for i in items if i not in scale_out]
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter:
+            reporter.write_line(
+                f"{len(scale_out)} PostgreSQL/Redis tests are left to the PostgreSQL + Redis "
+                "pass of `make test`."
+            )
+
+
+@pytest.fixture(autouse=True)
+def scale_out_services(request, settings) -> None:
+    """A test that needs Redis fails, never skips, when Redis is not configured or down."""
+    if request.node.get_closest_marker("needs_redis"):
+        url = settings.Q_CLUSTER.get("redis")
+        assert url, "This test needs Redis: set REDIS_URL (make test does)."
+        import redis
+
+        try:
+            redis.Redis.from_url(url, socket_timeout=2).ping()
+        except redis.RedisError as exc:
+            pytest.fail(f"Redis at {url} is not answering ({type(exc).__name__}).")
+
+
 @pytest.fixture(autouse=True)
 def empty_task_queue(settings) -> Iterator[None]:
     """Each test starts with an empty django-q2 queue: a Redis queue outlives a test's

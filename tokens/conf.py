@@ -31,6 +31,10 @@ DEFAULTS: dict[str, Any] = {
     # A refresh claims its org for this long (seconds). It must outlast the HTTP
     # timeouts, so a second refresh can only start once the first is surely over.
     "REFRESH_LEASE": 60,
+    # Clocks of the machines running the console may differ by up to this much (seconds).
+    # A lease or dispatch mark that ends further ahead than its length plus this was set
+    # before the clock jumped back, and is ignored rather than waited out.
+    "CLOCK_SKEW_TOLERANCE": 120,
     # A caller that finds a refresh in flight (Refresh now, the API) waits this long for it.
     "REFRESH_WAIT": 20.0,
     # The sweep marks an org dispatched for this long; a task lost with the queue

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from django.db import connection
-from django.db.models import Count, F, Q
+from django.db.models import Count, F
 from django_q.models import Success
 
 from .conf import app_settings
@@ -20,10 +20,15 @@ def tokens_due(*, now: datetime, limit: int) -> list[tuple[int, int]]:
     Ordered by next_refresh_at, so the index on it answers the query; the other
     conditions only thin out the (small) due range.
     """
+    # A mark ending further ahead than its lease was set before the clock jumped back:
+    # it does not hold the org back (see services.refresh.in_flight).
+    skew = app_settings.CLOCK_SKEW_TOLERANCE
+    dispatch_lease = now + timedelta(seconds=app_settings.DISPATCH_LEASE + skew)
+    refresh_lease = now + timedelta(seconds=app_settings.REFRESH_LEASE + skew)
     rows = (
         Token.objects.filter(next_refresh_at__lte=now, org__status=Org.Status.CONNECTED)
-        .filter(Q(dispatched_until__isnull=True) | Q(dispatched_until__lte=now))
-        .filter(Q(refreshing_until__isnull=True) | Q(refreshing_until__lte=now))
+        .exclude(dispatched_until__gt=now, dispatched_until__lte=dispatch_lease)
+        .exclude(refreshing_until__gt=now, refreshing_until__lte=refresh_lease)
         .order_by("next_refresh_at")
         .values_list("org_id", "org__integration_id")[:limit]
     )

@@ -20,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
@@ -31,7 +32,13 @@ from tokens.models import Integration, Org, Token, TokenEvent
 from tokens.planning import retry_delay
 
 from .events import token_event_record
-from .store import elapsed_ms, expiry_warning, locked_org_and_token, token_store_answer
+from .store import (
+    durably,
+    elapsed_ms,
+    expiry_warning,
+    locked_org_and_token,
+    token_store_answer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +98,10 @@ def token_refresh(
     try:
         answer = oauth.refresh(claim.config, refresh_token=claim.refresh_token)
     except ProviderError as error:
-        return _store_failure(claim, error, trigger=trigger, actor=actor, started=started)
-    return _store_success(claim, answer, trigger=trigger, actor=actor, started=started)
+        store = partial(_store_failure, claim, error)
+    else:
+        store = partial(_store_success, claim, answer)
+    return durably(partial(store, trigger=trigger, actor=actor, started=started))
 
 
 def _claim(
@@ -109,7 +118,7 @@ def _claim(
             )
         if token is None or not token.refresh_token:
             raise OrgNotRefreshable(f"{org.slug} has no refresh token: reconnect it.")
-        if token.refreshing_until and token.refreshing_until > now:
+        if in_flight(token, now=now):
             return _result(org, token, "in_progress", "Another refresh is in flight.")
         if not force and not _due(token, now=now, expiring_within=expiring_within):
             return _result(org, token, "not_due", "Not due yet.")
@@ -124,6 +133,18 @@ def _claim(
             config=org.integration.client_config(),
             refresh_token=token.refresh_token,
         )
+
+
+def in_flight(token: Token, *, now: datetime) -> bool:
+    """Whether a refresh holds the token's lease now.
+
+    A lease ending further ahead than REFRESH_LEASE (plus the clock skew allowed between
+    machines) cannot have been taken by these clocks: the clock jumped back since. It is
+    ignored, or the org would wait out the jump.
+    """
+    longest = app_settings.REFRESH_LEASE + app_settings.CLOCK_SKEW_TOLERANCE
+    until = token.refreshing_until
+    return until is not None and now < until <= now + timedelta(seconds=longest)
 
 
 def _due(token: Token, *, now: datetime, expiring_within: timedelta | None) -> bool:
@@ -250,12 +271,12 @@ def _wait_for_flight(org_id: int, *, version_before: int | None) -> RefreshResul
     while True:
         time.sleep(0.05)  # waiting for another thread or process, not simulated time
         token = Token.objects.select_related("org").get(org_id=org_id)
-        in_flight = bool(token.refreshing_until and token.refreshing_until > clock.now())
-        if not in_flight or time.monotonic() >= deadline:
+        flying = in_flight(token, now=clock.now())
+        if not flying or time.monotonic() >= deadline:
             break
     if token.version != version_before:
         return _result(token.org, token, "refreshed", "Refreshed by a concurrent request.")
-    if in_flight:
+    if flying:
         return _result(token.org, token, "in_progress", "Another refresh is still in flight.")
     if token.org.status == Org.Status.NEEDS_RECONNECT:
         return _result(token.org, token, "needs_reconnect", token.org.status_reason)

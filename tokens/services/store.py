@@ -1,12 +1,21 @@
 """Writing a provider's token answer: shared by connect and refresh."""
 
+import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
+
+from django.db import InterfaceError, OperationalError, connection
 
 from tokens import clock, oauth
 from tokens.conf import app_settings
 from tokens.models import Org, Token, fingerprint
 from tokens.planning import plan_next_refresh
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+STORE_ATTEMPTS = 3
 
 
 def locked_org_and_token(org_id: int) -> tuple[Org, Token | None]:
@@ -72,3 +81,29 @@ def expiry_warning(answer: oauth.TokenResponse) -> str:
 def elapsed_ms(started: float) -> int:
     """Milliseconds since a time.monotonic() reading."""
     return int((time.monotonic() - started) * 1000)
+
+
+def durably(write: Callable[[], T]) -> T:
+    """Run a write transaction; when the database connection drops, reconnect and retry.
+
+    For the transaction that stores a provider's answer: the answer exists only in this
+    process's memory, and a rotating provider will not hand it out again, so a dropped
+    connection (a database restart or failover, a killed backend) must not lose it. The
+    failed transaction was rolled back, so running it again is safe. Only errors of the
+    connection are retried, and only when no outer transaction is open.
+    """
+    for attempt in range(1, STORE_ATTEMPTS + 1):
+        try:
+            return write()
+        except (OperationalError, InterfaceError) as exc:
+            if connection.in_atomic_block or attempt == STORE_ATTEMPTS:
+                raise
+            logger.warning(
+                "database connection failed while storing (%s); retrying, attempt %s of %s",
+                type(exc).__name__,
+                attempt + 1,
+                STORE_ATTEMPTS,
+            )
+            connection.close()
+            time.sleep(0.2 * attempt)  # real time: the database, not the token, is waited for
+    raise AssertionError("unreachable")
