@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -154,17 +155,43 @@ TOKEN_CONSOLE = {
 # How many reverse proxies in front of the console append to X-Forwarded-For (0: none).
 TOKEN_CONSOLE.setdefault("TRUSTED_PROXY_COUNT", env.int("TRUSTED_PROXY_COUNT", default=0))
 
+# Logging. Every handler carries the redaction filter (tokens/logs.py), so no logger, ours
+# or a library's, can write a token, API key or client secret. LOG_FORMAT=json writes one
+# JSON object per line, with the fields of our key=value event lines as keys.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "redact_secrets": {"()": "tokens.logs.RedactSecretsFilter"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "tokens.logs.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact_secrets"],
+        },
+        # Django's own 500-error mail, redefined here so that it is filtered too. It then
+        # carries the message, not the traceback with each frame's local variables.
+        "mail_admins": {
+            "class": "django.utils.log.AdminEmailHandler",
+            "level": "ERROR",
+            "filters": ["require_debug_false", "redact_secrets"],
+        },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # Django's defaults give these loggers handlers of their own, unfiltered:
+        # replace them, so their records reach only the handlers above.
+        "django": {"handlers": ["mail_admins"], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
         # urllib3 logs request lines at DEBUG; they carry no secrets in our calls,
         # but nothing it says is worth the risk of a future change that would.
         "urllib3": {"level": "WARNING"},

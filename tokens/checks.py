@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.core import checks
 
+from .apikeys import networks_parse
+from .conf import app_settings
 from .exceptions import EncryptionKeyError
 from .fields import SETTING, configured_keys, validate_keys
 
@@ -50,6 +52,22 @@ def check_task_results_kept(app_configs, **kwargs) -> list[checks.CheckMessage]:
                 "so /healthz can never see the cluster work and always answers 503.",
                 hint="Set Q_SAVE_LIMIT to a positive number (the default is 1000).",
                 id="tokens.W001",
+            )
+        ]
+    return []
+
+
+@checks.register()
+def check_metrics_networks(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """METRICS_ALLOWED_NETWORKS must parse, or every scrape would fail."""
+    try:
+        networks_parse(app_settings.METRICS_ALLOWED_NETWORKS)
+    except ValueError as exc:
+        return [
+            checks.Error(
+                f"METRICS_ALLOWED_NETWORKS: {exc}",
+                hint="Set TOKEN_CONSOLE_METRICS_ALLOWED_NETWORKS, e.g. '127.0.0.1/32 10.0.0.0/8'.",
+                id="tokens.E004",
             )
         ]
     return []

@@ -74,6 +74,12 @@ DEFAULTS: dict[str, Any] = {
     # How many reverse proxies in front of the console append to X-Forwarded-For.
     # 0 (the default): the header is ignored and REMOTE_ADDR is the source address.
     "TRUSTED_PROXY_COUNT": 0,
+    # GET /metrics answers requests from these networks (CIDRs, space- or comma-separated;
+    # empty: none) ...
+    "METRICS_ALLOWED_NETWORKS": "127.0.0.1/32 ::1/128",
+    # ... and requests from anywhere that send `Authorization: Bearer <this>` (empty: no
+    # token is accepted). Use a long random value: secrets.token_urlsafe(32).
+    "METRICS_TOKEN": "",
 }
 
 

@@ -5,12 +5,12 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from django.db import connection
-from django.db.models import Count, F
+from django.db.models import Count, F, Min, Q, Sum
 from django_q.models import Success
 
 from .conf import app_settings
 from .fields import decrypt_cached
-from .models import ApiClient, Integration, Org, Token, TokenEvent
+from .models import ApiClient, Integration, Org, Token, TokenEvent, TokenServedCount
 from .timeline import TimelineRow
 
 
@@ -224,3 +224,64 @@ def _timeline_row(org: Org) -> TimelineRow:
         refresh_expires_at=org.token.refresh_expires_at,
         next_refresh_at=org.token.next_refresh_at,
     )
+
+
+# Upper bounds (milliseconds) of the refresh latency histogram on /metrics. The slowest
+# attempt is bounded by the HTTP timeouts (connect + read, 20 s by default).
+REFRESH_DURATION_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000)
+
+
+@dataclass(frozen=True)
+class RefreshAttempts:
+    """The recorded refresh attempts of one outcome and trigger, and their durations."""
+
+    outcome: str
+    trigger: str
+    count: int
+    timed: int  # attempts with a recorded duration
+    duration_ms_sum: int
+    cumulative: tuple[int, ...]  # attempts at or under each REFRESH_DURATION_BUCKETS_MS bound
+
+
+def refresh_attempts() -> list[RefreshAttempts]:
+    """Every refresh attempt ever recorded, by outcome and trigger, in one query.
+
+    Each histogram bucket is a conditional count, so one pass answers them all. The pass
+    reads the whole refresh history (the index on created_at does not help an all-time
+    count): see tokens/metrics.py for what that costs on a big table.
+    """
+    buckets = {
+        f"le_{bound}": Count("id", filter=Q(duration_ms__lte=bound))
+        for bound in REFRESH_DURATION_BUCKETS_MS
+    }
+    rows = (
+        TokenEvent.objects.filter(
+            kind__in=[TokenEvent.Kind.REFRESHED, TokenEvent.Kind.REFRESH_FAILED]
+        )
+        .order_by()
+        .values("outcome", "trigger")
+        .annotate(n=Count("id"), timed=Count("duration_ms"), total=Sum("duration_ms"), **buckets)
+    )
+    return [
+        RefreshAttempts(
+            outcome=row["outcome"],
+            trigger=row["trigger"],
+            count=row["n"],
+            timed=row["timed"],
+            duration_ms_sum=row["total"] or 0,
+            cumulative=tuple(row[name] for name in buckets),
+        )
+        for row in rows
+    ]
+
+
+def tokens_served_total() -> int:
+    """Access tokens the API has served, as far as the processes have written their counts."""
+    return TokenServedCount.objects.aggregate(total=Sum("count"))["total"] or 0
+
+
+def refresh_token_earliest_expiry() -> datetime | None:
+    """When the first refresh token of a connected org expires; None if no expiry is known."""
+    return Token.objects.filter(
+        org__status=Org.Status.CONNECTED, refresh_expires_at__isnull=False
+    ).aggregate(earliest=Min("refresh_expires_at"))["earliest"]

@@ -1,8 +1,8 @@
-"""URLs of the connect flow, the token API and the health check."""
+"""URLs of the connect flow, the token API, the health check and the metrics."""
 
 from django.urls import path, re_path
 
-from . import api, health, views
+from . import api, health, metrics, views
 
 app_name = "tokens"
 
@@ -10,6 +10,7 @@ urlpatterns = [
     # Any text as the slug, so an odd one gets the API's JSON 404 rather than a page.
     re_path(r"^api/v1/orgs/(?P<slug>[^/]+)/token$", api.org_token, name="api-org-token"),
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("oauth/connect/<slug:slug>/", views.oauth_connect, name="oauth-connect"),
     path("oauth/callback/", views.oauth_callback, name="oauth-callback"),
     path("api/v1/openapi.json", api.openapi_document, name="api-openapi"),

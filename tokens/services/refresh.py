@@ -28,6 +28,7 @@ from django.db import transaction
 from tokens import alerts, clock, oauth
 from tokens.conf import app_settings
 from tokens.exceptions import InvalidClient, InvalidGrant, OrgNotRefreshable, ProviderError
+from tokens.logs import log_event
 from tokens.models import Integration, Org, Token, TokenEvent
 from tokens.planning import retry_delay
 
@@ -40,7 +41,8 @@ from .store import (
     token_store_answer,
 )
 
-logger = logging.getLogger(__name__)
+# One `event=refresh` line per provider call, whatever came of it (README "Logging").
+logger = logging.getLogger("tokens.refresh")
 
 Kind = TokenEvent.Kind
 Outcome = TokenEvent.Outcome
@@ -171,6 +173,7 @@ def _store_success(
         org, token = locked_org_and_token(claim.org_id)
         if token is None or token.version != claim.version:
             # A reconnect replaced the token while we were away: it wins.
+            _log_attempt(claim, trigger, "superseded", started, status=200)
             return _result(org, token, "not_due", "The token was replaced meanwhile.")
         recovered = token.failing_alerted
         token = token_store_answer(org, answer, existing=token)
@@ -187,13 +190,8 @@ def _store_success(
         )
         if recovered:
             alerts.alert_recovered(org, how="refresh succeeded")
-    logger.info(
-        "token refreshed org=%s version=%s access_fp=%s duration_ms=%s",
-        org.slug,
-        token.version,
-        token.access_fingerprint,
-        elapsed_ms(started),
-    )
+    # oauth.refresh accepts nothing but a 200 from the token endpoint.
+    _log_attempt(claim, trigger, "refreshed", started, status=200, token=token)
     return _result(org, token, "refreshed", f"Refreshed to version {token.version}.")
 
 
@@ -210,6 +208,7 @@ def _store_failure(
     with transaction.atomic():
         org, token = locked_org_and_token(claim.org_id)
         if token is None or token.version != claim.version:
+            _log_attempt(claim, trigger, "superseded", started, error=error)
             return _result(org, token, "not_due", "The token was replaced meanwhile.")
         token.refresh_claim, token.refreshing_until, token.dispatched_until = "", None, None
         token.last_failure_at, token.last_error_code = now, error.error_code
@@ -228,15 +227,35 @@ def _store_failure(
             error=error,
             duration_ms=elapsed_ms(started),
         )
-    logger.warning(
-        "token refresh failed org=%s outcome=%s status=%s error=%s failures=%s",
-        org.slug,
-        outcome,
-        error.http_status,
-        error.error_code or type(error).__name__,
-        token.failure_count,
-    )
+    _log_attempt(claim, trigger, outcome, started, error=error, token=token)
     return _result(org, token, outcome, str(error))
+
+
+def _log_attempt(
+    claim: _Claim,
+    trigger: str,
+    outcome: str,
+    started: float,
+    *,
+    status: int | None = None,
+    error: ProviderError | None = None,
+    token: Token | None = None,
+) -> None:
+    """The attempt's one log line: INFO when it refreshed, WARNING otherwise. No secret."""
+    log_event(
+        logger,
+        logging.INFO if outcome == "refreshed" else logging.WARNING,
+        "refresh",
+        org=claim.org_slug,
+        trigger=trigger,
+        outcome=outcome,
+        duration_ms=elapsed_ms(started),
+        status=error.http_status if error else status,
+        error=(error.error_code or type(error).__name__) if error else None,
+        fingerprint=token.access_fingerprint if token and not error else None,
+        version=token.version if token else claim.version,
+        failures=token.failure_count if token else None,
+    )
 
 
 def _mark_needs_reconnect(org: Org, token: Token, error: ProviderError) -> str:
