@@ -5,12 +5,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 MANAGE := $(BIN)/python manage.py
 DEMO_PROVIDER_PORT ?= 8765
+# `make serve` listens here (behind the TLS proxy); WEB_WORKERS sets granian's workers.
+WEB_HOST ?= 127.0.0.1
+WEB_PORT ?= 8000
 
-.PHONY: help install services env setup run demo test test-sqlite test-postgres lint format clean
+.PHONY: help install services env setup run demo serve test test-sqlite test-postgres lint format clean
 
 help:
 	@echo "make run    set up (virtualenv, .env, database, admin) and run the console"
 	@echo "make demo   like run, plus a fake OAuth provider and a Demo org to connect"
+	@echo "make serve  production: granian + cluster (configure the environment first)"
 	@echo "make test   lint, start the test services, run the suite on SQLite and on PostgreSQL + Redis"
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -42,6 +46,16 @@ run: setup
 demo: setup
 	$(MANAGE) setup_demo --provider-url http://127.0.0.1:$(DEMO_PROVIDER_PORT)
 	$(MANAGE) runconsole --demo-provider $(DEMO_PROVIDER_PORT)
+
+# Production: no .env is written and no admin is created here; the environment carries
+# DJANGO_ENV=production and the secrets (README, Production). check --deploy prints any
+# warning; errors (and missing secrets) stop it.
+serve: install
+	$(MANAGE) check --deploy
+	$(MANAGE) migrate --no-input
+	$(MANAGE) collectstatic --no-input
+	$(MANAGE) setup_schedules
+	$(MANAGE) runconsole --server granian --addr $(WEB_HOST):$(WEB_PORT)
 
 lint: install
 	$(BIN)/ruff check .

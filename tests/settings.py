@@ -8,6 +8,7 @@ os.environ.setdefault("SECRET_KEY", "test-only-" + Fernet.generate_key().decode(
 os.environ.setdefault("FIELD_ENCRYPTION_KEYS", Fernet.generate_key().decode())
 os.environ.setdefault("CONSOLE_BASE_URL", "http://testserver")
 os.environ.setdefault("DEBUG", "false")
+os.environ.setdefault("DJANGO_ENV", "development")  # test_deploy.py runs production
 
 from tokenconsole.settings import *  # noqa: F403
 from tokenconsole.settings import BASE_DIR, DATABASES
@@ -15,6 +16,8 @@ from tokenconsole.settings import BASE_DIR, DATABASES
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test logins
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 ADMINS = [("Ops", "ops@example.com")]
+# Password-only admin logins (the browser test); tests/test_twofactor.py turns it on.
+REQUIRE_STAFF_2FA = False
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so threads in concurrency tests share one real database.

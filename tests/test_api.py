@@ -296,6 +296,19 @@ def test_served_tokens_are_counted_per_hour_without_a_write_per_request(
     assert not TokenEvent.objects.filter(trigger="api").exists()
 
 
+def test_sign_in_lockout_and_second_factor_add_no_query_to_the_api(
+    client, settings, connected_org, key, django_user_model, django_assert_num_queries
+):
+    settings.REQUIRE_STAFF_2FA = True
+    django_user_model.objects.create_user("alice", password="right", is_staff=True)
+    for _ in range(settings.AXES_FAILURE_LIMIT):  # this address is now locked out of the admin
+        client.post("/admin/login/", {"username": "alice", "password": "wrong"})
+    get_token(client, "acme", key)  # first use writes last_used_at
+    with django_assert_num_queries(1):  # client, org, token and scope in one
+        response = get_token(client, "acme", key)
+    assert response.status_code == 200
+
+
 def test_served_counts_are_written_once_the_flush_interval_has_passed(
     client, connected_org, key, settings
 ):

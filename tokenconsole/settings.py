@@ -1,23 +1,57 @@
 """Settings for the Token Console, read from the environment or an optional .env file."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from tokenconsole.deployment import is_production, proxy_ssl_header, require_production_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+# DJANGO_ENV=production switches on https-only defaults (secure cookies, SSL redirect,
+# HSTS, 2FA for staff, hashed static files) and refuses to start without the secrets.
+# Anything else is a laptop or a test run over plain http.
+PRODUCTION = is_production(env.str("DJANGO_ENV", default="development"))
+
 DEBUG = env.bool("DEBUG", default=False)
 # An empty SECRET_KEY makes Django refuse to start, which is what production wants.
 SECRET_KEY = env.str("SECRET_KEY", default="")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # Comma-separated Fernet keys: the first encrypts, every one decrypts (see README, key rotation).
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+
+if PRODUCTION:
+    require_production_settings(
+        secret_key=SECRET_KEY, encryption_keys=FIELD_ENCRYPTION_KEYS, hosts=ALLOWED_HOSTS
+    )
+
+# https: on by default in production only, so `make run` keeps working on plain http.
+# Behind a TLS-terminating proxy, SECURE_PROXY_SSL_HEADER names the header it sets
+# (HTTP_X_FORWARDED_PROTO); set it only when the proxy always overwrites that header.
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header(env.str("SECURE_PROXY_SSL_HEADER", default=""))
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
+# Load balancers probe /healthz on the backend's own plain-http port.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=PRODUCTION)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SILENCED_SYSTEM_CHECKS = []
+if not SECURE_HSTS_PRELOAD:
+    # Preloading is a request to browser vendors that binds every subdomain of the
+    # domain for months; it is the domain owner's decision, so it is off unless asked for.
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
 
 # The public base URL of this console; the OAuth redirect URI is built from it.
 CONSOLE_BASE_URL = env.str("CONSOLE_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
@@ -28,20 +62,39 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "whitenoise.runserver_nostatic",  # runserver serves static files the way production does
     "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
     "django_q",
     "tokens",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Lazy, like request.user: the token API never reads the user, so no query is added.
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: it only turns a login that axes refused into the lockout answer; no queries.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Axes first: it refuses a locked-out username + address before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# granian worker processes under `make serve` (manage.py runconsole --server granian).
+WEB_WORKERS = env.int("WEB_WORKERS", default=2)
 
 ROOT_URLCONF = "tokenconsole.urls"
 WSGI_APPLICATION = "tokenconsole.wsgi.application"
@@ -99,9 +152,43 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=VAR_DIR / "static")
+if not PRODUCTION:
+    # Files come from the apps here; an existing (empty) root keeps WhiteNoise quiet.
+    Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+# WhiteNoise serves static files from the web process. Production serves what
+# `collectstatic` wrote (hashed names, compressed, cached for ever); elsewhere files are
+# found in the apps directly, so `make run` and the tests need no collectstatic.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
 
 LOGIN_URL = "admin:login"
+
+# Admin sign-in lockout (django-axes): after AXES_FAILURE_LIMIT failed logins for one
+# username from one address, that pair is refused (429) for AXES_COOLOFF_MINUTES, even
+# with the right password. By pair, so one office's typos do not lock out a colleague and
+# nobody elsewhere can lock an admin out. The address is the token API's own source
+# address (REMOTE_ADDR unless TRUSTED_PROXY_COUNT proxies are configured).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "tokens.api.source_address"
+AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
+
+# Staff must confirm sign-in with a TOTP code (django-otp); on by default in production.
+# Enrol a device with `manage.py totp_enrol USERNAME`.
+REQUIRE_STAFF_2FA = env.bool("REQUIRE_STAFF_2FA", default=PRODUCTION)
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Token Console")
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)

@@ -6,15 +6,40 @@ from django.template.response import TemplateResponse
 
 from . import clock, selectors
 from .timeline import expiry_timeline_svg
+from .twofactor import (
+    OTP_LOGIN_TEMPLATE,
+    StaffOTPAuthenticationForm,
+    staff_2fa_required,
+    staff_access_allowed,
+)
 
 
 class TokenConsoleAdminSite(admin.AdminSite):
-    """The Django admin as the operator's console."""
+    """The Django admin as the operator's console.
+
+    With REQUIRE_STAFF_2FA it behaves as django-otp's OTPAdminSite: the login form asks
+    for a one-time code and only sessions confirmed by an OTP device get in. The switch is
+    read per request, so tests (and settings overrides) can turn it on and off.
+    """
 
     site_header = "Token Console"
     site_title = "Token Console"
     index_title = "Orgs, tokens and their history"
     index_template = "admin/tokens/index.html"
+
+    @property
+    def login_form(self) -> type | None:
+        """The login form: with the OTP code field when staff need a second factor."""
+        return StaffOTPAuthenticationForm if staff_2fa_required() else None
+
+    @property
+    def login_template(self) -> str | None:
+        """The login page: with the OTP code field when staff need a second factor."""
+        return OTP_LOGIN_TEMPLATE if staff_2fa_required() else None
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        """Active staff, whose sign-in was confirmed by OTP when that is required."""
+        return super().has_permission(request) and staff_access_allowed(request.user)
 
     def index(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:
         """The app list, with the dashboard above it for those who may see orgs."""

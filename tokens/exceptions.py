@@ -66,3 +66,7 @@ class OrgNotRefreshable(TokenConsoleError):
 
 class OrgNotConnected(TokenConsoleError):
     """The org holds no token: there is nothing to disconnect."""
+
+
+class TwoFactorError(TokenConsoleError):
+    """A second-factor device cannot be enrolled as asked."""

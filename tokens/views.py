@@ -19,6 +19,7 @@ from . import clock, oauth, services
 from .conf import app_settings
 from .exceptions import ConnectError, OAuthStateError, ProviderError
 from .models import Org
+from .twofactor import staff_access_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +33,15 @@ def redirect_uri() -> str:
 
 
 def staff_permission_required(perm: str) -> Callable:
-    """Anonymous users go to the login page; signed-in users without staff + perm get 403."""
+    """Anonymous (or, with REQUIRE_STAFF_2FA, OTP-unconfirmed) users go to the login page;
+    signed-in users without staff + perm get 403."""
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-            if not request.user.is_authenticated:
+            if not (request.user.is_authenticated and staff_access_allowed(request.user)):
+                # Unconfirmed by OTP (when required) counts as signed out: the admin's
+                # login page asks for the code.
                 return redirect_to_login(request.get_full_path(), reverse("admin:login"))
             if not (request.user.is_active and request.user.is_staff):
                 raise PermissionDenied("Only staff can connect orgs.")

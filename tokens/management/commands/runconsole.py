@@ -5,17 +5,34 @@ import sys
 import threading
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from tokens.conf import app_settings
 from tokens.processes import start_group, stop_groups
 
+SERVERS = ("runserver", "granian")
+
 
 class Command(BaseCommand):
-    help = "Run the console (web server + task cluster) for local use; Ctrl-C stops both."
+    help = (
+        "Run the console (web server + task cluster); Ctrl-C or SIGTERM stops both. "
+        "--server granian is the production server (make serve)."
+    )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--addr", default="127.0.0.1:8000")
+        parser.add_argument("--addr", default="127.0.0.1:8000", help="HOST:PORT to listen on.")
+        parser.add_argument(
+            "--server",
+            choices=SERVERS,
+            default="runserver",
+            help="runserver (local use, the default) or granian (production WSGI server).",
+        )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=settings.WEB_WORKERS,
+            help="granian worker processes (default: WEB_WORKERS, 2).",
+        )
         parser.add_argument(
             "--demo-provider",
             metavar="PORT",
@@ -23,27 +40,32 @@ class Command(BaseCommand):
             help="Also serve the fake OAuth provider on 127.0.0.1:PORT (make demo).",
         )
 
-    def handle(self, *args: object, addr: str, demo_provider: int | None, **opts: object) -> None:
+    def handle(self, *args: object, addr: str, server: str, workers: int, **opts: object) -> None:
         python = sys.executable
-        manage = str(settings.BASE_DIR / "manage.py")
         commands = {
-            "web": [python, manage, "runserver", addr, "--noreload"],
-            "cluster": [python, manage, "qcluster"],
+            "web": web_command(server, addr, workers),
+            "cluster": [python, str(settings.BASE_DIR / "manage.py"), "qcluster"],
         }
-        if demo_provider:
+        if opts["demo_provider"]:
             commands["demo provider"] = [
-                python, "-m", "tests.fake_provider", "--port", str(demo_provider),
+                python, "-m", "tests.fake_provider", "--port", str(opts["demo_provider"]),
                 "--client-id", "demo-client", "--client-secret", "demo-client-secret",
             ]  # fmt: skip
+        self.stdout.write(
+            self.style.SUCCESS(f"Token Console: http://{addr}/admin/  (Ctrl-C stops it)")
+        )
+        exited = self.supervise(commands)
+        if exited:
+            sys.exit(1)
+
+    def supervise(self, commands: dict[str, list[str]]) -> str:
+        """Run the commands until a signal or one of them exits; stop all; name the one."""
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         processes = {
             name: start_group(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()
         }
-        self.stdout.write(
-            self.style.SUCCESS(f"Token Console: http://{addr}/admin/  (Ctrl-C stops it)")
-        )
         exited = ""
         while not stop.wait(0.5):
             exited = next((n for n, p in processes.items() if p.poll() is not None), "")
@@ -55,5 +77,20 @@ class Command(BaseCommand):
         if killed:
             self.stdout.write(f"Killed {len(killed)} process group(s) that did not stop in time.")
         self.stdout.write("Stopped.")
-        if exited:
-            sys.exit(1)
+        return exited
+
+
+def web_command(server: str, addr: str, workers: int) -> list[str]:
+    """The web server's command line: Django's runserver, or granian over the WSGI app."""
+    python = sys.executable
+    if server == "runserver":
+        return [python, str(settings.BASE_DIR / "manage.py"), "runserver", addr, "--noreload"]
+    host, _, port = addr.rpartition(":")
+    if not (host and port.isdigit()):
+        raise CommandError(f"--addr must be HOST:PORT (for example 0.0.0.0:8000), not {addr!r}.")
+    if workers < 1:
+        raise CommandError(f"--workers (WEB_WORKERS) must be at least 1, not {workers}.")
+    return [
+        python, "-m", "granian", "--interface", "wsgi", "--host", host.strip("[]"),
+        "--port", port, "--workers", str(workers), "--no-ws", "tokenconsole.wsgi:application",
+    ]  # fmt: skip

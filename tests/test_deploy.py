@@ -1,0 +1,106 @@
+"""Production settings: `check --deploy` is clean with a production environment, the
+console refuses to start without its secrets, and static files are served by WhiteNoise."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from django.test import Client
+
+from tokenconsole.deployment import proxy_ssl_header
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """A production environment; every variable a local .env could supply is set here."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DATABASE_", "REDIS_", "SECURE_", "REQUIRE_"))
+    }
+    env.update(
+        DJANGO_ENV="production",
+        DJANGO_SETTINGS_MODULE="tokenconsole.settings",
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        ALLOWED_HOSTS="console.example.com",
+        CSRF_TRUSTED_ORIGINS="https://console.example.com",
+        CONSOLE_BASE_URL="https://console.example.com",
+        SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'deploy.sqlite3'}",
+        STATIC_ROOT=str(tmp_path / "static"),
+    )
+    env.update(overrides)
+    return env
+
+
+def check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_deploy_is_clean_in_production(tmp_path):
+    result = check_deploy(production_env(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+    assert "WARNING" not in result.stdout + result.stderr
+
+
+def test_check_deploy_warns_when_production_is_not_signalled(tmp_path):
+    result = check_deploy(production_env(tmp_path, DJANGO_ENV="development"))
+    assert result.returncode != 0
+    for check_id in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert check_id in result.stderr  # HSTS, SSL redirect, both cookies
+
+
+@pytest.mark.parametrize("variable", ["SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "ALLOWED_HOSTS"])
+def test_production_refuses_to_start_without_a_required_variable(tmp_path, variable):
+    env = production_env(tmp_path, **{variable: ""})  # empty, so a .env cannot fill it in
+    result = check_deploy(env)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"DJANGO_ENV=production needs {variable} set" in output
+    for secret in (env["SECRET_KEY"], env["FIELD_ENCRYPTION_KEYS"]):
+        assert not secret or secret not in output
+
+
+def test_production_refuses_wildcard_hosts(tmp_path):
+    result = check_deploy(production_env(tmp_path, ALLOWED_HOSTS="*"))
+    assert result.returncode != 0
+    assert "refuses ALLOWED_HOSTS=*" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "name", ["HTTP_X_FORWARDED_PROTO", "X-Forwarded-Proto", " x_forwarded_proto "]
+)
+def test_proxy_ssl_header_is_read_from_a_header_name(name):
+    assert proxy_ssl_header(name) == ("HTTP_X_FORWARDED_PROTO", "https")
+    assert proxy_ssl_header("") is None
+
+
+@pytest.mark.django_db
+def test_admin_static_files_are_served_without_debug(settings):
+    assert settings.DEBUG is False
+    response = Client().get("/static/admin/css/base.css")  # a new client: new middleware
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content).startswith(b"/*")
+    assert response["Content-Type"].startswith("text/css")
+
+
+@pytest.mark.django_db
+def test_the_token_api_is_not_a_static_file(client):
+    response = client.get("/api/v1/orgs/acme/token")
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/json"
