@@ -78,7 +78,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+# With PostgreSQL, set CONN_MAX_AGE (e.g. 300) so a cluster worker keeps its connection
+# instead of opening and authenticating one per task; the health check makes a kept
+# connection that the server dropped reconnect instead of failing the next task.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
