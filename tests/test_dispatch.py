@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import TestCase
 from django.urls import reverse
+from django_q.brokers import get_broker
 from django_q.conf import Conf
 from django_q.models import Schedule
 
@@ -56,6 +57,22 @@ def test_sweep_queues_each_due_org_once_until_the_dispatch_mark_runs_out(frozen_
     purge_queue()
     frozen_clock.advance(seconds=301)
     assert services.refresh_dispatch_due() == 5
+
+
+def test_sweep_pushes_all_its_tasks_through_one_broker(frozen_clock, orgs, monkeypatch):
+    # async_task opens a broker of its own (with Redis, a new connection) unless given one.
+    opened = []
+
+    def counting_get_broker(*args, **kwargs):
+        opened.append(args)
+        return get_broker(*args, **kwargs)
+
+    monkeypatch.setattr("tokens.services.dispatch.get_broker", counting_get_broker)
+    monkeypatch.setattr("django_q.tasks.get_broker", counting_get_broker)
+    all_due(frozen_clock)
+    assert services.refresh_dispatch_due() == 5
+    assert len(opened) == 1
+    assert queued_org_ids() == sorted(o.pk for o in orgs)
 
 
 def test_sweep_skips_orgs_that_are_not_connected(frozen_clock, orgs):

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from tests.conftest import FakeClock, connect_org, database_url_for_subprocess
 from tokens import clock, services
-from tokens.models import Org, Token
+from tokens.models import Integration, Org, Token
+from tokens.services.store import locked_org_and_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,3 +107,30 @@ def test_process_killed_mid_refresh_loses_nothing_and_the_next_run_recovers(
     after = Token.objects.get(org=org)
     assert after.version == before.version + 1
     assert provider.is_access_token_valid(after.access_token)
+
+
+@pytest.mark.needs_postgres  # SQLite has no row locks
+def test_a_refresh_transaction_locks_its_org_but_not_the_integration(org, integration):
+    # Every refresh of an integration's orgs would otherwise queue on its one row.
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_claim_locks() -> None:
+        try:
+            with transaction.atomic():
+                locked_org_and_token(org.pk, with_integration=True)
+                held.set()
+                release.wait(timeout=10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=hold_the_claim_locks)
+    thread.start()
+    try:
+        assert held.wait(timeout=10)
+        with transaction.atomic():
+            Integration.objects.select_for_update(nowait=True).get(pk=integration.pk)
+        with pytest.raises(DatabaseError), transaction.atomic():
+            Org.objects.select_for_update(nowait=True).get(pk=org.pk)
+    finally:
+        release.set()
+        thread.join(timeout=10)

@@ -132,10 +132,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-# Keep connections between requests (opening one per request costs more than the token
-# API's whole answer); health checks replace one that died meanwhile.
+# Keep connections between requests and tasks: opening one costs more than the token
+# API's whole answer, and on PostgreSQL a cluster worker would otherwise open and
+# authenticate one per task. The health check reopens a kept connection the server
+# dropped instead of failing the next request or task.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

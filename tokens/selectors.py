@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from django.db import connection
-from django.db.models import Count, F, Min, Q, Sum
+from django.db.models import Count, F, Min, Q, QuerySet, Sum
 from django_q.models import Success
 
 from .conf import app_settings
@@ -15,7 +15,12 @@ from .timeline import TimelineRow
 
 
 def tokens_due(*, now: datetime, limit: int) -> list[tuple[int, int]]:
-    """(org id, integration id) of connected orgs whose refresh is due and not yet queued.
+    """(org id, integration id) of connected orgs whose refresh is due and not yet queued."""
+    return list(tokens_due_query(now=now, limit=limit))
+
+
+def tokens_due_query(*, now: datetime, limit: int) -> QuerySet:
+    """The query behind tokens_due (the scale benchmark prints its plan).
 
     Ordered by next_refresh_at, so the index on it answers the query; the other
     conditions only thin out the (small) due range.
@@ -25,14 +30,13 @@ def tokens_due(*, now: datetime, limit: int) -> list[tuple[int, int]]:
     skew = app_settings.CLOCK_SKEW_TOLERANCE
     dispatch_lease = now + timedelta(seconds=app_settings.DISPATCH_LEASE + skew)
     refresh_lease = now + timedelta(seconds=app_settings.REFRESH_LEASE + skew)
-    rows = (
+    return (
         Token.objects.filter(next_refresh_at__lte=now, org__status=Org.Status.CONNECTED)
         .exclude(dispatched_until__gt=now, dispatched_until__lte=dispatch_lease)
         .exclude(refreshing_until__gt=now, refreshing_until__lte=refresh_lease)
         .order_by("next_refresh_at")
         .values_list("org_id", "org__integration_id")[:limit]
     )
-    return list(rows)
 
 
 def integration_budgets(*, now: datetime, integration_ids: set[int]) -> dict[int, int]:

@@ -5,6 +5,7 @@ from collections import Counter
 from datetime import timedelta
 
 from django.db import transaction
+from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
 from tokens import alerts, clock
@@ -40,10 +41,12 @@ def refresh_dispatch_due() -> int:
     Token.objects.filter(org_id__in=chosen).update(dispatched_until=lease_end)
     # The mark is committed before any task is queued, so no row stays locked while
     # tasks are pushed. One transaction around the pushes: with the ORM broker every
-    # task is a row, and one commit for all is far cheaper than one each.
+    # task is a row, and one commit for all is far cheaper than one each. One broker
+    # for all of them: async_task would otherwise open a new Redis connection per task.
+    broker = get_broker()
     with transaction.atomic():
         for org_id in chosen:
-            async_task(REFRESH_TASK, org_id, "schedule", group="refresh")
+            async_task(REFRESH_TASK, org_id, "schedule", group="refresh", broker=broker)
     if len(chosen) < len(due):
         logger.info("sweep held back %s due orgs (rate limits)", len(due) - len(chosen))
     logger.info("sweep dispatched %s refreshes", len(chosen))

@@ -112,7 +112,7 @@ def _claim(
     """Transaction 1: check the org may and should refresh, then claim it."""
     now = clock.now()
     with transaction.atomic():
-        org, token = locked_org_and_token(org_id)
+        org, token = locked_org_and_token(org_id, with_integration=True)
         if org.status != Org.Status.CONNECTED:
             raise OrgNotRefreshable(
                 f"{org.slug} is {org.get_status_display().lower()}: nothing to refresh"

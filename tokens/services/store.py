@@ -18,14 +18,25 @@ T = TypeVar("T")
 STORE_ATTEMPTS = 3
 
 
-def locked_org_and_token(org_id: int) -> tuple[Org, Token | None]:
+def locked_org_and_token(
+    org_id: int, *, with_integration: bool = False
+) -> tuple[Org, Token | None]:
     """Lock an org's row, the mutex for its token, and read the token.
 
     Call inside a transaction. Every writer locks the Org first, then the Token,
-    so two writers can never wait on each other in opposite order.
+    so two writers can never wait on each other in opposite order. With
+    `with_integration` the org's integration is read in the same query, but only the
+    org's row is locked (`of`): PostgreSQL would otherwise lock the joined integration
+    row too, and every refresh of that integration would queue on it.
     """
-    org = Org.objects.select_for_update().select_related("integration").get(pk=org_id)
-    token = Token.objects.select_for_update().filter(org_id=org_id).first()
+    orgs = Org.objects.select_for_update(of=("self",))
+    if with_integration:
+        orgs = orgs.select_related("integration")
+    org = orgs.get(pk=org_id)
+    try:
+        token = Token.objects.select_for_update().get(org_id=org_id)
+    except Token.DoesNotExist:
+        token = None
     return org, token
 
 
