@@ -28,3 +28,7 @@ TOKEN_CONSOLE = {
     "HTTP_CONNECT_TIMEOUT": 2.0,
     "HTTP_TIMEOUT": 1.0,
 }
+
+# Test threads (the live server's, the concurrency tests') must not keep connections to
+# the test database past their work, or PostgreSQL cannot drop it at the end.
+DATABASES["default"]["CONN_MAX_AGE"] = 0

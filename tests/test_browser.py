@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.db import connections
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tokens.models import Org, Token, TokenEvent
@@ -55,6 +56,10 @@ def page(browser: Browser, live_server, settings) -> Iterator[Page]:
     page.set_default_timeout(15_000)
     yield page
     context.close()
+    # While Playwright's loop runs, this thread's ORM calls use their own connections
+    # (Django keys them by async context); close them, or PostgreSQL cannot drop the
+    # test database afterwards.
+    connections.close_all()
 
 
 def test_an_admin_connects_refreshes_and_audits_an_org(
