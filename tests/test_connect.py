@@ -285,6 +285,18 @@ def test_disabled_org_cannot_be_connected(operator_client, org, provider):
     assert any("disabled" in text for text in messages_of(response))
 
 
+def test_org_disabled_during_sign_in_is_not_connected(operator_client, org, provider):
+    callback = provider_redirect(start_connect(operator_client, org))
+    Org.objects.filter(pk=org.pk).update(status=Org.Status.DISABLED)
+    response = follow_callback(operator_client, callback)
+    assert response.status_code == 302
+    assert any("disabled meanwhile" in text for text in messages_of(response))
+    assert provider.token_calls == []  # the code was never exchanged
+    assert Org.objects.get(pk=org.pk).status == Org.Status.DISABLED
+    assert not Token.objects.filter(org=org).exists()
+    assert TokenEvent.objects.get(org=org).kind == "connect_failed"
+
+
 def test_connect_start_is_get_only(operator_client, org):
     response = operator_client.post(reverse("tokens:oauth-connect", args=[org.slug]))
     assert response.status_code == 405

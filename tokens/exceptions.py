@@ -10,10 +10,11 @@ class EncryptionKeyError(TokenConsoleError):
 
 
 class ProviderError(TokenConsoleError):
-    """The OAuth provider refused a request or answered something unusable."""
+    """The OAuth provider refused a request or answered something unusable.
 
-    #: Whether trying again later may succeed (network trouble, 5xx, 429).
-    transient = False
+    A refresh treats only InvalidGrant and InvalidClient as permanent; any other
+    provider error is retried with backoff (see services.refresh).
+    """
 
     def __init__(
         self,
@@ -34,14 +35,12 @@ class ProviderError(TokenConsoleError):
 class ProviderUnavailable(ProviderError):
     """The provider could not be reached, timed out, or answered 5xx / 429."""
 
-    transient = True
-
 
 class ProviderResponseInvalid(ProviderError):
-    """The provider answered, but not with a usable token response (HTML, missing fields)."""
+    """The provider answered, but not with a usable token response (HTML, missing fields).
 
-    # Often a proxy or maintenance page in front of the provider: worth another try.
-    transient = True
+    Often a proxy or maintenance page in front of the provider: worth another try.
+    """
 
 
 class InvalidGrant(ProviderError):

@@ -49,6 +49,9 @@ def org_connect(
     config = integration.client_config()
     started = time.monotonic()
     try:
+        # Disabled while the admin was at the provider: the code is not even exchanged.
+        if Org.objects.filter(pk=org.pk, status=Org.Status.DISABLED).exists():
+            raise ConnectError(f"{org} was disabled meanwhile: enable it, then connect again.")
         answer = oauth.exchange_code(
             config, code=code, redirect_uri=redirect_uri, code_verifier=code_verifier
         )

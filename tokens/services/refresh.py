@@ -203,7 +203,13 @@ def _store_failure(
     actor: AbstractBaseUser | None,
     started: float,
 ) -> RefreshResult:
-    """Transaction 2 after a failure: keep the token, plan what comes next, record it."""
+    """Transaction 2 after a failure: keep the token, plan what comes next, record it.
+
+    Only InvalidGrant and InvalidClient are permanent (a human must reconnect or fix the
+    integration). Everything else — network trouble, 5xx, 429, an unusable answer, an
+    unexpected 4xx — keeps the token and is retried with backoff; after
+    FAILURE_ALERT_AFTER failures in a row the admins are mailed once.
+    """
     now = clock.now()
     with transaction.atomic():
         org, token = locked_org_and_token(claim.org_id)
