@@ -79,6 +79,32 @@ def empty_task_queue(settings) -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def fresh_api_state() -> Iterator[None]:
+    """The token API's failed-authentication counts (Django's cache) and the served counts
+    a process holds in memory do not leak from one test into the next."""
+    from django.core.cache import cache
+
+    from tokens.services import served
+
+    cache.clear()
+    yield
+    cache.clear()
+    served._pending.clear()
+
+
+@pytest.fixture
+def real_time_clock() -> Iterator[FakeClock]:
+    """A movable clock that starts at the real now, for tests whose other processes or
+    threads (clusters, a killed command) read the real clock."""
+    from django.utils import timezone
+
+    fake = FakeClock(timezone.now())
+    clock.set_clock(fake)
+    yield fake
+    clock.set_clock(None)
+
+
 @pytest.fixture
 def frozen_clock() -> Iterator[FakeClock]:
     """Freeze the app's clock at a fixed instant; tests move it with advance()."""

@@ -6,7 +6,6 @@ import logging
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 
 from tokens import api, services
 from tokens.models import ApiClient, Org, Token, TokenEvent, TokenServedCount
@@ -14,15 +13,6 @@ from tokens.models import ApiClient, Org, Token, TokenEvent, TokenServedCount
 pytestmark = pytest.mark.django_db
 
 UNAUTHORIZED = {"error": "unauthorized", "message": api.UNAUTHORIZED_MESSAGE}
-
-
-@pytest.fixture(autouse=True)
-def fresh_api_state():
-    """Failed-authentication counts and unflushed served counts do not leak between tests."""
-    cache.clear()
-    yield
-    cache.clear()
-    services.served._pending.clear()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import re
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
@@ -14,13 +13,6 @@ from tokens.models import ApiClient, TokenServedCount
 
 pytestmark = pytest.mark.django_db
 KEY = re.compile(r"tc_[a-z0-9]{8}_[A-Za-z0-9_-]{43}")
-
-
-@pytest.fixture(autouse=True)
-def fresh_api_state():
-    cache.clear()
-    yield
-    services.served._pending.clear()
 
 
 @pytest.fixture

@@ -6,22 +6,12 @@ from datetime import timedelta
 import pytest
 from django.db import connections
 from django.test import Client
-from django.utils import timezone
 
-from tests.conftest import FakeClock, connect_org
-from tokens import clock, services
+from tests.conftest import connect_org
+from tokens import services
 from tokens.models import Token, TokenEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def real_time_clock():
-    fake = FakeClock(timezone.now())
-    clock.set_clock(fake)
-    yield fake
-    clock.set_clock(None)
-    services.served._pending.clear()
 
 
 def test_concurrent_calls_for_an_expiring_org_share_one_refresh(real_time_clock, org, provider):

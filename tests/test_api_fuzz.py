@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from django.core.cache import cache
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import ignored_auth, missing_required_header
 
@@ -29,12 +28,10 @@ FUZZ = settings(
 def api_server(live_server, connected_org, settings):
     """The console on a real HTTP port, one connected org, and no 429 lock-out to hide bugs."""
     settings.TOKEN_CONSOLE = {**settings.TOKEN_CONSOLE, "API_AUTH_FAILURE_LIMIT": 10**9}
-    cache.clear()
     _, key = services.api_client_create(
         name="fuzz", orgs=[connected_org], legacy_from="flow", legacy_passphrase="phrase"
     )
-    yield live_server.url, key, connected_org
-    services.served._pending.clear()
+    return live_server.url, key, connected_org
 
 
 @schema.parametrize()

@@ -4,12 +4,11 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from tests.fake_provider import FakeProvider, webex_id
-from tokens import clock, services
+from tokens import clock
 from tokens.management.commands.import_seed_env import read_env_file
 from tokens.models import ApiClient, Integration, Org, Token, TokenEvent
 from tokens.selectors import tokens_due
@@ -28,15 +27,6 @@ SAMPLE = {
     "SOURCE_IP": "203.0.113.7",
 }
 SECRET_KEYS = ("CLIENT_SECRET", "ACCESS_TOKEN", "REFRESH_TOKEN", "PASSPHRASE")
-
-
-@pytest.fixture(autouse=True)
-def fresh_api_state():
-    """The API's failed-authentication counts and served counts do not leak between tests."""
-    cache.clear()
-    yield
-    cache.clear()
-    services.served._pending.clear()
 
 
 def write_env(directory: Path, values: dict[str, str], extra: str = "") -> Path:

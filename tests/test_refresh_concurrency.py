@@ -11,24 +11,14 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
-from django.utils import timezone
 
-from tests.conftest import FakeClock, connect_org, database_url_for_subprocess
-from tokens import clock, services
+from tests.conftest import connect_org, database_url_for_subprocess
+from tokens import services
 from tokens.models import Integration, Org, Token
 from tokens.services.store import locked_org_and_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def real_time_clock():
-    """A movable clock that starts at the real now (a subprocess shares the database)."""
-    fake = FakeClock(timezone.now())
-    clock.set_clock(fake)
-    yield fake
-    clock.set_clock(None)
 
 
 def test_twenty_concurrent_triggers_make_exactly_one_provider_call(real_time_clock, org, provider):

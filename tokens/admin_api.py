@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from . import clock, services
+from .admin_history import ReadOnlyAdmin
 from .models import ApiClient, TokenServedCount
 
 
@@ -147,19 +148,10 @@ class ApiClientAdmin(admin.ModelAdmin):
 
 
 @admin.register(TokenServedCount)
-class TokenServedCountAdmin(admin.ModelAdmin):
+class TokenServedCountAdmin(ReadOnlyAdmin):
     """How many tokens the API served, per org, client and hour. Read-only."""
 
     list_display = ["hour", "org", "client", "count"]
     list_filter = ["org", "client"]
     date_hierarchy = "hour"
     list_select_related = ["org", "client"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

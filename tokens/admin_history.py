@@ -22,7 +22,7 @@ EXPORT_COLUMNS = [
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyMixin:
     """No add, change or delete for anyone, superusers included."""
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -33,6 +33,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """A read-only model admin: lists and detail pages only."""
 
 
 def csv_cell(value: object) -> str:
@@ -87,7 +91,7 @@ class TokenEventAdmin(ReadOnlyAdmin):
         return response
 
 
-class RecentEventsInline(admin.TabularInline):
+class RecentEventsInline(ReadOnlyMixin, admin.TabularInline):
     """The org's latest token events, on its page."""
 
     model = TokenEvent
@@ -106,15 +110,6 @@ class RecentEventsInline(admin.TabularInline):
         org_id = request.resolver_match.kwargs.get("object_id")
         latest = queryset.filter(org_id=org_id).values_list("pk", flat=True)[: self.shown]
         return queryset.filter(pk__in=list(latest))
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 def history_url(org: Org) -> str:
