@@ -203,6 +203,17 @@ def test_an_org_that_is_not_connected_is_409_with_the_reason(
     assert provider.token_calls == []
 
 
+def test_a_connected_org_without_a_refresh_token_answers_409_needs_reconnect(
+    client, frozen_clock, connected_org, key, provider
+):
+    token = Token.objects.get(org=connected_org)
+    Token.objects.filter(pk=token.pk).update(refresh_token="")
+    frozen_clock.current = token.access_expires_at - timedelta(minutes=1)
+    response = get_token(client, "acme", key)
+    assert (response.status_code, response.json()["error"]) == (409, "needs_reconnect")
+    assert "no refresh token" in response.json()["message"]
+
+
 def test_invalid_grant_during_on_demand_refresh_answers_409(
     client, frozen_clock, connected_org, key, provider
 ):
@@ -395,7 +406,7 @@ def test_legacy_endpoint_refuses_a_revoked_client_and_other_networks(
 
 def test_legacy_passphrase_is_stored_hashed(legacy_client):
     stored = ApiClient.objects.get(pk=legacy_client.pk).legacy_passphrase_hash
-    assert stored.startswith("sha256$")
+    assert stored.startswith(("pbkdf2_sha256$", "md5$"))  # tests use the fast MD5 hasher
     assert "correct horse" not in stored
 
 

@@ -1,11 +1,13 @@
 """Disconnect: revoke at the provider when it can, wipe the tokens locally in any case."""
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
 
 from tests.fake_provider import RFC7009_REVOKE_PATH
 from tokens import oauth, services
-from tokens.exceptions import InvalidGrant, OrgNotConnected
+from tokens.exceptions import InvalidGrant, OrgNotConnected, RefreshInProgress
 from tokens.models import Org, Token, TokenEvent
 
 pytestmark = pytest.mark.django_db
@@ -111,3 +113,16 @@ def test_disconnect_action_confirms_then_disconnects_each(superuser_client, conn
     assert Token.objects.filter(org=connected_org).exists()
     superuser_client.post(changelist, {**data, "confirmed": "yes"})
     assert not Token.objects.filter(org=connected_org).exists()
+
+
+def test_disconnect_waits_for_a_refresh_in_flight(frozen_clock, connected_org, provider):
+    """A refresh at the provider may rotate the tokens: revoking the old ones would leave
+    the new grant alive there. Disconnect refuses until the refresh is over."""
+    Token.objects.filter(org=connected_org).update(
+        refresh_claim="x", refreshing_until=frozen_clock.current + timedelta(seconds=30)
+    )
+    with pytest.raises(RefreshInProgress, match="in flight"):
+        services.org_disconnect(org_id=connected_org.pk)
+    assert provider.revoke_calls == []
+    assert Token.objects.filter(org=connected_org).exists()
+    assert not TokenEvent.objects.filter(kind="disconnected").exists()

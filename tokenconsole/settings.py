@@ -250,6 +250,13 @@ TOKEN_CONSOLE.setdefault("TRUSTED_PROXY_COUNT", env.int("TRUSTED_PROXY_COUNT", d
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}.")
+# Error reports (the admins' error mail) blank every request field that can carry a
+# secret: see tokenconsole/reporting.py.
+DEFAULT_EXCEPTION_REPORTER = "tokenconsole.reporting.SecretSafeExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "tokenconsole.reporting.SecretSafeExceptionReporterFilter"
+# TOTP device keys and static backup codes are never shown in the admin.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

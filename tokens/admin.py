@@ -14,7 +14,7 @@ from django_q.tasks import async_task
 
 from . import admin_api, services  # the admin_* modules register their own classes
 from .admin_history import RecentEventsInline, history_url
-from .exceptions import OrgNotConnected, OrgNotRefreshable
+from .exceptions import OrgNotConnected, OrgNotRefreshable, RefreshInProgress
 from .models import Integration, Org, TokenEvent
 from .providers import PRESETS
 from .views import redirect_uri
@@ -225,7 +225,7 @@ class OrgAdmin(admin.ModelAdmin):
             context["connect_label"] = (
                 "Connect" if obj.status == Org.Status.PENDING else "Reconnect"
             )
-        may_refresh = request.user.has_perm("tokens.refresh_org")
+        may_refresh = self.has_refresh_permission(request)
         if obj is not None and obj.status == Org.Status.CONNECTED and may_refresh:
             context["refresh_url"] = reverse("admin:tokens_org_refresh", args=[obj.pk])
         if obj is not None and hasattr(obj, "token") and self.has_disconnect_permission(request):
@@ -243,7 +243,7 @@ class OrgAdmin(admin.ModelAdmin):
 
     def refresh_view(self, request: HttpRequest, org_id: int) -> HttpResponseRedirect:
         """Refresh now: run the refresh at once and report the outcome."""
-        if not request.user.has_perm("tokens.refresh_org"):
+        if not self.has_refresh_permission(request):
             raise PermissionDenied
         org = get_object_or_404(Org, pk=org_id)
         try:
@@ -316,7 +316,7 @@ class OrgAdmin(admin.ModelAdmin):
                 result = services.org_disconnect(
                     org_id=org.pk, actor=request.user, trigger=TokenEvent.Trigger.MANUAL
                 )
-            except OrgNotConnected as exc:
+            except (OrgNotConnected, RefreshInProgress) as exc:
                 self.message_user(request, str(exc), messages.WARNING)
                 continue
             level = messages.SUCCESS if result.revoked else messages.WARNING

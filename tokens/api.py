@@ -3,13 +3,12 @@
 `GET /api/v1/orgs/<slug>/token` with `Authorization: Bearer tc_…`, and `GET /api/token`
 with the sample app's headers for flows not yet moved. Every answer is JSON with
 `Cache-Control: no-store`; every error is `{"error": code, "message": text}`. The hot
-path is two indexed queries (the client by key prefix; the org, its token and the
-client's scope in one), and writes nothing per request.
+path is one indexed query (the client by key prefix, the org by slug, its token and the
+client's scope together), and writes nothing per request.
 """
 
 import json
 import re
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cache, wraps
@@ -23,7 +22,7 @@ from . import apikeys, clock, selectors, services
 from .conf import app_settings
 from .exceptions import OrgNotRefreshable
 from .models import ApiClient, Org, Token
-from .providers import decode_webex_org_id
+from .providers import normalise_org_id
 from .selectors import ApiOrgToken
 from .throttle import auth_failures
 
@@ -77,9 +76,8 @@ def org_token(request: HttpRequest, slug: str) -> HttpResponse:
     """An org's access token, refreshed first when it is about to expire."""
     address = source_address(request)
     _throttle_check(address)
-    scheme, _, key = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    key = key.strip()
-    prefix = apikeys.key_prefix(key) if scheme.lower() == "bearer" else None
+    key = apikeys.bearer_credential(request.META.get("HTTP_AUTHORIZATION", "")) or ""
+    prefix = apikeys.key_prefix(key)
     if prefix is None:
         _auth_failed(address)
     slug = slug if _SLUG.fullmatch(slug) else ""
@@ -190,6 +188,10 @@ def _not_connected(org_id: int) -> ApiError:
         return ApiError(409, "needs_reconnect", f"The org must be reconnected by an admin{reason}")
     if org.status == Org.Status.DISABLED:
         return ApiError(409, "disabled", "The org is disabled.")
+    if org.status == Org.Status.CONNECTED:  # connected, but without a refresh token
+        return ApiError(
+            409, "needs_reconnect", "The org holds no refresh token: an admin must reconnect it."
+        )
     return ApiError(409, "pending", "The org has not been connected yet.")
 
 
@@ -221,10 +223,7 @@ def _served(
 
 def _legacy_org(provider_org_id: str) -> Org | None:
     """The org the sample's X-Organization-Id names (a UUID, or Webex's base64 org id)."""
-    try:
-        normalised = str(uuid.UUID(provider_org_id))
-    except ValueError:
-        normalised = decode_webex_org_id(provider_org_id) or provider_org_id
+    normalised = normalise_org_id(provider_org_id) or provider_org_id
     return Org.objects.filter(provider_org_id=normalised).order_by("pk").first()
 
 

@@ -13,6 +13,9 @@ import re
 import secrets
 import string
 from dataclasses import dataclass, field
+from functools import lru_cache
+
+from django.contrib.auth.hashers import check_password, make_password
 
 PREFIX_LENGTH = 8
 _PREFIX_ALPHABET = string.ascii_lowercase + string.digits
@@ -48,6 +51,12 @@ def key_prefix(key: str) -> str | None:
     return match.group(1) if match else None
 
 
+def bearer_credential(authorization: str) -> str | None:
+    """The credential of an `Authorization: Bearer <credential>` header, or None."""
+    scheme, _, credential = authorization.partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" else None
+
+
 def key_digest(key: str) -> str:
     """The SHA-256 hex digest stored for a key."""
     return hashlib.sha256(key.encode()).hexdigest()
@@ -64,22 +73,22 @@ def constant_time_equal(left: str, right: str) -> bool:
 
 
 def passphrase_hash(passphrase: str) -> str:
-    """Salted SHA-256 of a legacy passphrase, as `sha256$<salt>$<hex>`."""
-    salt = secrets.token_hex(16)
-    return f"sha256${salt}${_salted(salt, passphrase)}"
+    """A legacy passphrase hashed with Django's password hasher (PBKDF2 by default).
+
+    Unlike a key, a passphrase is chosen by a person: a fast hash would fall to a
+    dictionary attack on a copy of the database.
+    """
+    return make_password(passphrase)
 
 
+@lru_cache(maxsize=1024)
 def passphrase_matches(passphrase: str, stored: str) -> bool:
-    """Whether a legacy passphrase matches its stored hash, in constant time."""
-    algorithm, _, rest = stored.partition("$")
-    salt, _, digest = rest.partition("$")
-    if algorithm != "sha256" or not salt or not digest:
-        return False
-    return hmac.compare_digest(_salted(salt, passphrase), digest)
+    """Whether a legacy passphrase matches its stored hash (constant time).
 
-
-def _salted(salt: str, passphrase: str) -> str:
-    return hashlib.sha256(f"{salt}${passphrase}".encode()).hexdigest()
+    A slow hash per request would cost the legacy endpoint milliseconds per call, so
+    each process remembers recent answers; a changed passphrase has a new stored hash.
+    """
+    return bool(stored) and check_password(passphrase, stored)
 
 
 def networks_parse(text: str) -> list[Network]:

@@ -69,3 +69,7 @@ class OrgNotConnected(TokenConsoleError):
 
 class TwoFactorError(TokenConsoleError):
     """A second-factor device cannot be enrolled as asked."""
+
+
+class RefreshInProgress(TokenConsoleError):
+    """A refresh holds the org's token right now: try again once it is over."""

@@ -55,7 +55,8 @@ def cluster_health(last_task_at: datetime | None) -> dict:
     max_age = app_settings.HEALTH_CLUSTER_MAX_AGE
     age = (clock.now() - last_task_at).total_seconds() if last_task_at else None
     return {
-        "alive": age is not None and age <= max_age,
+        # A finish time further in the future than the allowed clock skew proves nothing.
+        "alive": age is not None and -app_settings.CLOCK_SKEW_TOLERANCE <= age <= max_age,
         "last_seen": last_task_at.isoformat() if last_task_at else None,
         "age_seconds": int(age) if age is not None else None,
         "max_age_seconds": max_age,

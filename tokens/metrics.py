@@ -139,7 +139,7 @@ def metrics_access_allowed(request: HttpRequest) -> bool:
     if networks and apikeys.address_allowed(source_address(request), networks):
         return True
     expected = app_settings.METRICS_TOKEN
-    scheme, _, presented = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if not expected or scheme.lower() != "bearer":
+    presented = apikeys.bearer_credential(request.META.get("HTTP_AUTHORIZATION", ""))
+    if not expected or presented is None:
         return False
-    return apikeys.constant_time_equal(presented.strip(), expected)
+    return apikeys.constant_time_equal(presented, expected)

@@ -283,10 +283,6 @@ class ApiClient(models.Model):
         """Whether the sample's /api/token headers are accepted for this client."""
         return bool(self.legacy_from and self.legacy_passphrase_hash)
 
-    def networks(self) -> list[apikeys.Network]:
-        """The allowed source networks, parsed (empty: any address)."""
-        return apikeys.networks_parse(self.allowed_networks)
-
 
 class TokenServedCount(models.Model):
     """How many access tokens the API served to one client for one org in one hour."""

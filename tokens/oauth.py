@@ -6,6 +6,7 @@ error becomes a ProviderError subclass whose message holds no secret.
 
 import base64
 import hashlib
+import re
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ REVOKE_BEARER_DELETE = "bearer_delete"
 REVOKE_RFC7009 = "rfc7009"
 
 _DESCRIPTION_MAX = 300
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _local = threading.local()
 
 
@@ -222,7 +224,9 @@ def _error_from_response(
 ) -> ProviderError:
     status = response.status_code
     payload = _json_object(response, endpoint) or {}
-    code = str(payload.get("error") or "")[:64]
+    # An error code is an identifier (RFC 6749 5.2); anything else is not echoed anywhere.
+    raw_code = str(payload.get("error") or "")
+    code = raw_code if _ERROR_CODE.fullmatch(raw_code) else ("unrecognised" if raw_code else "")
     description = _scrub(
         str(payload.get("error_description") or payload.get("message") or ""), hidden
     )

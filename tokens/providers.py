@@ -70,6 +70,14 @@ def parse_webex_access_token(access_token: str) -> WebexTokenSuffix | None:
 _ORG_HYDRA_ID = re.compile(r"^ciscospark://[a-z0-9-]+/ORGANIZATION/(?P<uuid>[0-9a-fA-F-]{36})$")
 
 
+def normalise_org_id(org_id: str) -> str | None:
+    """A provider org id as stored: the UUID itself, or decoded from Webex's base64 form."""
+    try:
+        return str(uuid.UUID(org_id))
+    except ValueError:
+        return decode_webex_org_id(org_id)
+
+
 def decode_webex_org_id(encoded: str) -> str | None:
     """Decode people/me's orgId (url-safe base64 of `ciscospark://us/ORGANIZATION/<uuid>`).
 

@@ -57,11 +57,33 @@ def org_connect(
         )
         identity = _provider_identity(integration, config, answer.access_token)
         _check_org_binding(org, identity)
+        token = _store_connection(org, answer, identity, actor=actor, started=started)
     except (ProviderError, ConnectError) as exc:
         _record_connect_failure(org, exc, actor=actor, started=started)
         raise
+    org.refresh_from_db()
+    logger.info(
+        "org connected org=%s version=%s access_fp=%s",
+        org.slug,
+        token.version,
+        token.access_fingerprint,
+    )
+    return token
+
+
+def _store_connection(
+    org: Org,
+    answer: oauth.TokenResponse,
+    identity: ProviderIdentity,
+    *,
+    actor: AbstractBaseUser | None,
+    started: float,
+) -> Token:
+    """Store the first tokens and mark the org connected, with its events, in one transaction."""
     with transaction.atomic():
         locked, existing = locked_org_and_token(org.pk)
+        if locked.status == Org.Status.DISABLED:  # disabled during the code exchange
+            raise ConnectError(f"{org} was disabled meanwhile: enable it, then connect again.")
         was_needing_reconnect = locked.status == Org.Status.NEEDS_RECONNECT
         token = token_store_answer(locked, answer, existing=existing)
         locked.status = Org.Status.CONNECTED
@@ -73,34 +95,17 @@ def org_connect(
         locked.save()
         if identity.mismatch:
             token_event_record(
-                org=locked,
-                kind=Kind.ORG_MISMATCH,
-                trigger=Trigger.CALLBACK,
-                outcome=Outcome.FAILURE,
-                actor=actor,
-                token=token,
-                message=identity.mismatch,
-            )
+                org=locked, kind=Kind.ORG_MISMATCH, trigger=Trigger.CALLBACK,
+                outcome=Outcome.FAILURE, actor=actor, token=token, message=identity.mismatch,
+            )  # fmt: skip
         warning = expiry_warning(answer)
         token_event_record(
-            org=locked,
-            kind=Kind.CONNECTED,
-            trigger=Trigger.CALLBACK,
-            outcome=Outcome.WARNING if warning else Outcome.SUCCESS,
-            actor=actor,
-            token=token,
-            message=warning,
-            duration_ms=elapsed_ms(started),
-        )
+            org=locked, kind=Kind.CONNECTED, trigger=Trigger.CALLBACK,
+            outcome=Outcome.WARNING if warning else Outcome.SUCCESS, actor=actor, token=token,
+            message=warning, duration_ms=elapsed_ms(started),
+        )  # fmt: skip
         if was_needing_reconnect:
             alerts.alert_recovered(locked, how="reconnected")
-    org.refresh_from_db()
-    logger.info(
-        "org connected org=%s version=%s access_fp=%s",
-        org.slug,
-        token.version,
-        token.access_fingerprint,
-    )
     return token
 
 

@@ -2,7 +2,7 @@
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -10,10 +10,11 @@ from django.db import transaction
 
 from tokens import clock, oauth
 from tokens.conf import app_settings
-from tokens.exceptions import OrgNotConnected, ProviderError
+from tokens.exceptions import OrgNotConnected, ProviderError, RefreshInProgress
 from tokens.models import Org, TokenEvent
 
 from .events import token_event_record
+from .refresh import in_flight
 from .store import elapsed_ms, locked_org_and_token
 
 logger = logging.getLogger(__name__)
@@ -31,8 +32,9 @@ class DisconnectResult:
 @dataclass(frozen=True)
 class _Held:
     config: oauth.ClientConfig
-    access_token: str
-    refresh_token: str
+    version: int
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
 
 
 def org_disconnect(
@@ -42,13 +44,19 @@ def org_disconnect(
     set it pending and record a `disconnected` event.
 
     The local part always happens: an unreachable provider is reported, not fatal.
-    Raises OrgNotConnected when the org holds no token.
+    Raises OrgNotConnected when the org holds no token, RefreshInProgress while a refresh
+    holds it (its rotated tokens would escape the revocation).
     """
     held = _hold(org_id)
     started = time.monotonic()
     revoked, note = _revoke(held)
     with transaction.atomic():
         org, token = locked_org_and_token(org_id)
+        if token is not None and token.version != held.version:
+            # Reconnected while we were at the provider: that new grant is not ours to wipe.
+            raise RefreshInProgress(
+                f"{org.slug} was reconnected meanwhile; its new tokens are kept. {note}"
+            )
         if token is not None:
             token.delete()
         if org.status != Org.Status.DISABLED:
@@ -75,11 +83,16 @@ def _hold(org_id: int) -> _Held:
         org, token = locked_org_and_token(org_id)
         if token is None:
             raise OrgNotConnected(f"{org.slug} holds no token: there is nothing to disconnect.")
+        if in_flight(token, now=clock.now()):
+            raise RefreshInProgress(
+                f"A refresh of {org.slug} is in flight: disconnect again in a minute."
+            )
         token.refresh_claim = "disconnect"
         token.refreshing_until = clock.now() + timedelta(seconds=app_settings.REFRESH_LEASE)
         token.save(update_fields=["refresh_claim", "refreshing_until"])
         return _Held(
             config=org.integration.client_config(),
+            version=token.version,
             access_token=token.access_token,
             refresh_token=token.refresh_token,
         )

@@ -1,7 +1,6 @@
 """Importing an org from the single-org sample app (its .env), so a flow can move over."""
 
 import logging
-import uuid
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -9,7 +8,7 @@ from django.db import transaction
 
 from tokens import apikeys, clock
 from tokens.models import ApiClient, Integration, Org, Token, TokenEvent, fingerprint
-from tokens.providers import decode_webex_org_id, parse_webex_access_token
+from tokens.providers import normalise_org_id, parse_webex_access_token
 
 from .api_clients import api_client_create
 from .events import token_event_record
@@ -84,10 +83,7 @@ def org_import_seed(
 
 def _provider_org_id(org_id: str, access_token: str) -> str:
     """ORG_ID as a UUID (it may be Webex's base64 org id), checked against the token suffix."""
-    try:
-        provider_org_id = str(uuid.UUID(org_id))
-    except ValueError:
-        provider_org_id = decode_webex_org_id(org_id) or ""
+    provider_org_id = normalise_org_id(org_id)
     if not provider_org_id:
         raise ValidationError("ORG_ID is neither a UUID nor a Webex (base64) org id.")
     suffix = parse_webex_access_token(access_token)

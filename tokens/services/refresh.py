@@ -295,7 +295,10 @@ def _wait_for_flight(org_id: int, *, version_before: int | None) -> RefreshResul
     deadline = time.monotonic() + app_settings.REFRESH_WAIT
     while True:
         time.sleep(0.05)  # waiting for another thread or process, not simulated time
-        token = Token.objects.select_related("org").get(org_id=org_id)
+        token = Token.objects.select_related("org").filter(org_id=org_id).first()
+        if token is None:  # disconnected meanwhile
+            org = Org.objects.get(pk=org_id)
+            return _result(org, None, "needs_reconnect", f"{org.slug} was disconnected.")
         flying = in_flight(token, now=clock.now())
         if not flying or time.monotonic() >= deadline:
             break

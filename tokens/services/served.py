@@ -70,9 +70,10 @@ def _add_all(batch: dict[_Key, int]) -> None:
     """One upsert for the whole batch: add each count to its row, creating missing rows."""
     table = connection.ops.quote_name(TokenServedCount._meta.db_table)
     hour_field = TokenServedCount._meta.get_field("hour")
+    # Sorted: two processes flushing the same rows lock them in one order, never a deadlock.
     rows = [
         (org_id, client_id, hour_field.get_db_prep_value(hour, connection), count)
-        for (org_id, client_id, hour), count in batch.items()
+        for (org_id, client_id, hour), count in sorted(batch.items())
     ]
     with connection.cursor() as cursor:
         # ON CONFLICT ... DO UPDATE: SQLite 3.24+ and PostgreSQL 9.5+. The ORM's
