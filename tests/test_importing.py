@@ -214,6 +214,16 @@ def test_an_integration_with_another_client_id_is_refused(tmp_path, integration)
     assert row_counts() == before
 
 
+def test_an_integration_with_another_client_secret_is_refused(tmp_path, integration):
+    integration.client_id = SAMPLE["CLIENT_ID"]
+    integration.save()
+    before = row_counts()
+    with pytest.raises(CommandError, match="another client secret") as refused:
+        import_env(write_env(tmp_path, SAMPLE), integration=integration.name)
+    assert SAMPLE["CLIENT_SECRET"] not in str(refused.value)
+    assert row_counts() == before
+
+
 def test_an_org_already_bound_to_the_provider_org_is_refused(tmp_path, org):
     Org.objects.filter(pk=org.pk).update(provider_org_id=ORG_UUID)
     before = row_counts()

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from tokens import apikeys, clock
+from tokens.apikeys import constant_time_equal
 from tokens.models import ApiClient, Integration, Org, Token, TokenEvent, fingerprint
 from tokens.providers import normalise_org_id, parse_webex_access_token
 
@@ -109,6 +110,11 @@ def _integration(name: str, client_id: str, client_secret: str) -> tuple[Integra
             raise ValidationError(
                 f"Integration {name!r} exists with another client id than CLIENT_ID; "
                 "name a new one with --integration."
+            )
+        if not constant_time_equal(existing.client_secret, client_secret):
+            raise ValidationError(
+                f"Integration {name!r} holds another client secret than CLIENT_SECRET: update "
+                "it in the admin first, or name a new one with --integration."
             )
         return existing, False
     integration = Integration(
