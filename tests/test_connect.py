@@ -294,7 +294,8 @@ def test_org_disabled_during_sign_in_is_not_connected(operator_client, org, prov
     assert provider.token_calls == []  # the code was never exchanged
     assert Org.objects.get(pk=org.pk).status == Org.Status.DISABLED
     assert not Token.objects.filter(org=org).exists()
-    assert TokenEvent.objects.get(org=org).kind == "connect_failed"
+    event = TokenEvent.objects.get(org=org)
+    assert (event.kind, event.error_code) == ("connect_failed", "org_disabled")
 
 
 def test_connect_start_is_get_only(operator_client, org):

@@ -54,6 +54,11 @@ class InvalidClient(ProviderError):
 class ConnectError(TokenConsoleError):
     """A connect flow cannot go on; the message says why and what to do."""
 
+    def __init__(self, message: str, *, error_code: str = "connect_refused") -> None:
+        super().__init__(message)
+        #: Recorded on the connect_failed event (a ProviderError has its own).
+        self.error_code = error_code
+
 
 class OAuthStateError(ConnectError):
     """The callback's state is missing, unknown, expired or already used."""

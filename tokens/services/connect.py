@@ -51,7 +51,10 @@ def org_connect(
     try:
         # Disabled while the admin was at the provider: the code is not even exchanged.
         if Org.objects.filter(pk=org.pk, status=Org.Status.DISABLED).exists():
-            raise ConnectError(f"{org} was disabled meanwhile: enable it, then connect again.")
+            raise ConnectError(
+                f"{org} was disabled meanwhile: enable it, then connect again.",
+                error_code="org_disabled",
+            )
         answer = oauth.exchange_code(
             config, code=code, redirect_uri=redirect_uri, code_verifier=code_verifier
         )
@@ -83,7 +86,10 @@ def _store_connection(
     with transaction.atomic():
         locked, existing = locked_org_and_token(org.pk)
         if locked.status == Org.Status.DISABLED:  # disabled during the code exchange
-            raise ConnectError(f"{org} was disabled meanwhile: enable it, then connect again.")
+            raise ConnectError(
+                f"{org} was disabled meanwhile: enable it, then connect again.",
+                error_code="org_disabled",
+            )
         was_needing_reconnect = locked.status == Org.Status.NEEDS_RECONNECT
         token = token_store_answer(locked, answer, existing=existing)
         locked.status = Org.Status.CONNECTED
@@ -167,7 +173,8 @@ def _check_org_binding(org: Org, identity: ProviderIdentity) -> None:
         raise ConnectError(
             f"The sign-in belongs to provider org {identity.org_id}, but {org.slug} is bound "
             f"to {org.provider_org_id}. Sign in as an admin of that org, or clear the "
-            "org's provider org id first to bind it to another one."
+            "org's provider org id first to bind it to another one.",
+            error_code="org_mismatch",
         )
 
 
@@ -175,7 +182,7 @@ def _record_connect_failure(
     org: Org, exc: Exception, *, actor: AbstractBaseUser | None, started: float
 ) -> None:
     error = exc if isinstance(exc, ProviderError) else None
-    code = error.error_code if error else "org_mismatch"
+    code = exc.error_code
     logger.warning("org connect failed org=%s error=%s", org.slug, code or type(exc).__name__)
     token_event_record(
         org=org,
