@@ -5,6 +5,7 @@ carries a secret: org names, states, provider error codes and expiry times.
 """
 
 import logging
+import unicodedata
 from datetime import datetime
 
 from django.core.mail import mail_admins
@@ -14,8 +15,28 @@ from .models import Org
 
 logger = logging.getLogger(__name__)
 
+# Longest header value built from data: an org name is up to 200 characters, and a
+# subject longer than a line of a mail client is cut there anyway.
+HEADER_MAX_LENGTH = 200
+# Unicode categories a header value must not carry: control characters (CR, LF, NUL,
+# ...) and the line and paragraph separators some mail software treats as line breaks.
+_HEADER_FORBIDDEN = frozenset({"Cc", "Zl", "Zp"})
+
+
+def mail_header(text: str) -> str:
+    """`text` as one safe header line: control characters as spaces, bounded length."""
+    chars = (" " if unicodedata.category(char) in _HEADER_FORBIDDEN else char for char in text)
+    line = " ".join("".join(chars).split())
+    if len(line) > HEADER_MAX_LENGTH:
+        line = line[: HEADER_MAX_LENGTH - 1].rstrip() + "…"
+    return line
+
 
 def _send_on_commit(subject: str, body: str) -> None:
+    # Every alert's subject comes from data (an org's name): a newline in it would make
+    # Django refuse the whole mail with BadHeaderError, or add a header.
+    subject = mail_header(subject)
+
     def send() -> None:
         try:
             mail_admins(subject, body)
