@@ -95,6 +95,44 @@ def test_csv_cell(value, cell):
     assert csv_cell(value) == cell
 
 
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [("a;=1+1", "a;'=1+1"), ("a|@x", "a|'@x"), ("a,-1", "a,'-1"), ("a\t+1", "a\t'+1"),
+     ("a\n=1", "a\n'=1"), ('a; "=1"', "a;' \"=1\""), (" =1", "' =1"), ("\x00=1", "'\x00=1"),
+     ("\uff1d1+1", "'\uff1d1+1"), ("a; b - c", "a; b - c"), ("1-2;x@y", "1-2;x@y")],
+)  # fmt: skip
+def test_csv_cell_neutralises_a_formula_wherever_a_separator_could_start_a_cell(value, cell):
+    assert csv_cell(value) == cell
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+@pytest.mark.parametrize("separator", [",", ";", "\t", "|"])
+def test_csv_export_opens_without_a_formula_cell_whatever_the_separator(
+    superuser_client, integration, separator
+):
+    # A slug is validated by forms only: an import or a shell could store anything.
+    evil = Org.objects.create(
+        name="Evil", slug='x;=HYPERLINK("http://evil")', integration=integration
+    )
+    events = [
+        record(evil, message="ok;=cmd|' /C calc'!A0;", error_code="a|@SUM(1)"),
+        record(evil, message='x\t-2+3\t"; "=1+1"', error_code="\uff1d1+1"),
+    ]
+    response = superuser_client.post(
+        reverse("admin:tokens_tokenevent_changelist"),
+        {"action": "export_csv", "_selected_action": [e.pk for e in events]},
+    )
+    text = b"".join(response.streaming_content).decode()
+    assert text.startswith('"created_at","org_slug","kind",')  # every cell quoted
+    cells = [cell for row in csv.reader(io.StringIO(text), delimiter=separator) for cell in row]
+    assert len(cells) > len(events)
+    assert [cell for cell in cells if cell.lstrip(' "').startswith(FORMULA_STARTS)] == []
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["message"] for r in rows] == ["ok;'=cmd|' /C calc'!A0;", 'x\t\'-2+3\t";\' "=1+1"']
+
+
 def test_org_page_shows_its_latest_events_and_links_to_all(superuser_client, org, integration):
     other = Org.objects.create(name="Other", slug="other", integration=integration)
     for n in range(12):

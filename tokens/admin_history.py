@@ -2,6 +2,7 @@
 inline on an org's page, and Django's own change log. Read-only for everyone."""
 
 import csv
+import re
 from collections.abc import Iterable
 
 from django.contrib import admin
@@ -18,8 +19,15 @@ EXPORT_COLUMNS = [
     "error_code", "message", "access_expires_at", "refresh_expires_at",
     "access_fingerprint", "refresh_fingerprint", "token_version", "duration_ms",
 ]  # fmt: skip
-# A cell starting with one of these is a formula to a spreadsheet (CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A cell starting with one of these is a formula to a spreadsheet (CSV injection); the
+# full-width forms are read as formulas by some East Asian spreadsheet settings.
+_FORMULA_STARTS = "=+-@\t\r\0\uff1d\uff0b\uff0d\uff20"
+# Where a spreadsheet may start a cell inside our text: at its start, and after whatever
+# its locale takes as separator (`;`, tab, `|`) or a line break: a reader that takes a
+# quote in the middle of a field literally (Python's csv does; spreadsheets differ) splits
+# a quoted comma-separated cell at its `;` when told to use `;`. Leading spaces and quotes
+# are skipped, as a spreadsheet that trims them would.
+_CELL_START = re.compile(rf"(^|[,;|\t\r\n])(?=[\s\"']*[{re.escape(_FORMULA_STARTS)}])")
 
 
 class ReadOnlyMixin:
@@ -40,9 +48,12 @@ class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 def csv_cell(value: object) -> str:
-    """A value as a CSV cell a spreadsheet will show as text, never run as a formula."""
+    """A value as a CSV cell a spreadsheet will show as text, never run as a formula.
+
+    A `'` goes before every place where a cell could start with a formula character.
+    """
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    return _CELL_START.sub(r"\1'", text)
 
 
 class _Echo:
@@ -51,8 +62,9 @@ class _Echo:
 
 
 def csv_rows(events: Iterable[TokenEvent]) -> Iterable[str]:
-    """The CSV lines of an export: a header, then one line per event."""
-    writer = csv.writer(_Echo())
+    """The CSV lines of an export: a header, then one line per event, every cell quoted."""
+    # Quoted cells keep a separator of any locale (`,`, `;`, tab, `|`) inside their cell.
+    writer = csv.writer(_Echo(), quoting=csv.QUOTE_ALL)
     yield writer.writerow(EXPORT_COLUMNS)
     for event in events:
         yield writer.writerow([csv_cell(getattr(event, name)) for name in EXPORT_COLUMNS])
