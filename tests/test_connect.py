@@ -197,6 +197,21 @@ def test_access_denied_records_a_failed_event_and_keeps_the_org_pending(
     assert not Token.objects.filter(org=org).exists()
 
 
+def test_an_error_code_with_a_trailing_newline_is_recorded_as_invalid(
+    operator_client, org, provider
+):
+    provider.authorize_error = "access_denied\n"
+    callback = provider_redirect(start_connect(operator_client, org))
+    assert "error=access_denied%0A" in callback
+    response = follow_callback(operator_client, callback)
+    assert response.status_code == 302
+    assert any("invalid_error_code" in text for text in messages_of(response))
+    event = TokenEvent.objects.get(org=org)
+    assert (event.kind, event.error_code) == ("connect_failed", "invalid_error_code")
+    assert "\n" not in event.message
+    assert Org.objects.get(pk=org.pk).status == Org.Status.PENDING
+
+
 def test_code_rejected_by_provider_keeps_current_tokens(operator_client, org, provider):
     connect(operator_client, org)
     before = snapshot(org)

@@ -139,6 +139,14 @@ def test_only_get_and_head(client, frozen_clock):
     assert client.post("/healthz").status_code == 405
 
 
+def test_only_healthz_itself_is_exempt_from_the_https_redirect(client, frozen_clock, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    task_finished(seconds_ago=5)
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz%0A").status_code == 301
+    assert client.get("/healthz%0A")["Location"].startswith("https://")
+
+
 def test_check_warns_when_task_results_are_not_kept(settings):
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "save_limit": -1}
     ids = [message.id for message in checks.run_checks()]

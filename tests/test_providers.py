@@ -41,6 +41,10 @@ def test_tokens_without_a_webex_suffix_give_none():
     assert parse_webex_access_token(f"abc_bad!cluster_{ORG}") is None
 
 
+def test_a_cluster_id_with_a_trailing_newline_is_not_a_webex_suffix():
+    assert parse_webex_access_token(f"abc_P0A1\n_{ORG}") is None
+
+
 def test_people_me_org_id_decodes_to_the_uuid():
     assert decode_webex_org_id(encode_org(f"ciscospark://us/ORGANIZATION/{ORG}")) == ORG
 
@@ -50,3 +54,7 @@ def test_people_me_org_id_of_another_shape_gives_none():
     assert decode_webex_org_id("%%%not base64%%%") is None
     assert decode_webex_org_id("") is None
     assert decode_webex_org_id("A" * 1000) is None
+
+
+def test_people_me_org_id_with_a_trailing_newline_gives_none():
+    assert decode_webex_org_id(encode_org(f"ciscospark://us/ORGANIZATION/{ORG}\n")) is None

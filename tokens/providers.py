@@ -46,7 +46,7 @@ class WebexTokenSuffix:
     org_id: str
 
 
-_CLUSTER_ID = re.compile(r"^[A-Za-z0-9]{2,16}$")
+_CLUSTER_ID = re.compile(r"[A-Za-z0-9]{2,16}")
 
 
 def parse_webex_access_token(access_token: str) -> WebexTokenSuffix | None:
@@ -58,7 +58,7 @@ def parse_webex_access_token(access_token: str) -> WebexTokenSuffix | None:
     if len(parts) != 3 or not parts[0]:
         return None
     _, cluster_id, org_id = parts
-    if not _CLUSTER_ID.match(cluster_id):
+    if not _CLUSTER_ID.fullmatch(cluster_id):
         return None
     try:
         parsed_org = uuid.UUID(org_id)
@@ -67,7 +67,7 @@ def parse_webex_access_token(access_token: str) -> WebexTokenSuffix | None:
     return WebexTokenSuffix(cluster_id=cluster_id, org_id=str(parsed_org))
 
 
-_ORG_HYDRA_ID = re.compile(r"^ciscospark://[a-z0-9-]+/ORGANIZATION/(?P<uuid>[0-9a-fA-F-]{36})$")
+_ORG_HYDRA_ID = re.compile(r"ciscospark://[a-z0-9-]+/ORGANIZATION/(?P<uuid>[0-9a-fA-F-]{36})")
 
 
 def normalise_org_id(org_id: str) -> str | None:
@@ -90,7 +90,7 @@ def decode_webex_org_id(encoded: str) -> str | None:
         decoded = base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
     except (binascii.Error, UnicodeError, ValueError):
         return None
-    match = _ORG_HYDRA_ID.match(decoded)
+    match = _ORG_HYDRA_ID.fullmatch(decoded)
     if not match:
         return None
     try:

@@ -24,7 +24,7 @@ from .twofactor import staff_access_allowed
 logger = logging.getLogger(__name__)
 
 SESSION_KEY = "tokens_oauth_pending"
-_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def redirect_uri() -> str:
@@ -88,7 +88,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
         return _error_page(request, "The org of this sign-in no longer exists.", status=404)
     error_code = request.GET.get("error", "")
     if error_code:
-        if not _ERROR_CODE.match(error_code):
+        if not _ERROR_CODE.fullmatch(error_code):
             error_code = "invalid_error_code"
         description = request.GET.get("error_description", "")[:300]
         services.org_connect_failed(
