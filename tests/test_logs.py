@@ -6,6 +6,7 @@ import json
 import logging
 import logging.config
 import re
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -33,6 +34,11 @@ SHAPES = [
     (f"answer {{'access_token': '{ACCESS}', 'token_type': 'Bearer'}}", ACCESS),
     (f"key {API_KEY} used", API_KEY[12:]),
     (f"GET /oauth/callback/?code={CLIENT_SECRET}&state=abc HTTP/1.1", CLIENT_SECRET),
+    # Percent-encoded once and twice, as in a login redirect's next= (secret as encoded).
+    (f"GET /admin/login/?next=/cb/%3Faccess_token%3D{ACCESS}%26state%3Ds", ACCESS),
+    (f"GET /admin/login/?next=/cb/%3Fx%3D1%26refresh_token%3D{quote(REFRESH)}", quote(REFRESH)),
+    (f"next=%2Fcb%2F%253Fclient_secret%253D{CLIENT_SECRET}%2526x%253D1", CLIENT_SECRET),
+    (f"next=%2Fcb%2F%253Fcode%253d{ACCESS}%2526state%253Dabc", ACCESS),
 ]
 
 
@@ -50,6 +56,24 @@ def test_redact_keeps_what_is_not_secret():
     assert redact('{"token_type": "Bearer", "expires_in": 3600}') == (
         '{"token_type": "Bearer", "expires_in": 3600}'
     )
+
+
+@pytest.mark.parametrize(
+    ("query", "kept"),
+    [
+        ("%3Fcode%3DSECRETCODE%26state%3Dxyz", "%3Fcode%3D[redacted]%26state%3Dxyz"),
+        (
+            "%253Fcode%253DSECRETCODE%2526state%253Dxyz",
+            "%253Fcode%253D[redacted]%2526state%253Dxyz",
+        ),
+    ],
+)
+def test_an_encoded_code_in_a_login_redirect_is_redacted(query, kept):
+    message = f'"GET /admin/login/?next=/oauth/callback/{query} HTTP/1.1" 200 4168'
+    record = logging.LogRecord("django.server", logging.INFO, __file__, 1, message, None, None)
+    assert RedactSecretsFilter().filter(record)
+    assert "SECRETCODE" not in record.getMessage()
+    assert f"/oauth/callback/{kept} HTTP/1.1" in record.getMessage()
 
 
 @pytest.fixture
@@ -74,7 +98,7 @@ def test_every_secret_shape_is_redacted_through_any_logger(production_output, na
     output = production_output.getvalue()
     assert output.count(f"WARNING {name} ") == len(SHAPES) + 3
     assert "not strings 42 None 3.5" in output
-    for secret in {ACCESS, REFRESH, CLIENT_SECRET, API_KEY[12:]}:
+    for secret in {secret for _, secret in SHAPES} | {ACCESS, REFRESH, API_KEY[12:]}:
         assert secret not in output
 
 

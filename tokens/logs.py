@@ -14,6 +14,15 @@ REDACTED = "[redacted]"
 # Field names whose values are secrets wherever they appear (form bodies, query strings,
 # JSON, Python reprs).
 _SECRET_NAMES = r"access_token|refresh_token|id_token|client_secret|code_verifier"
+# A query string also turns up percent-encoded, once or twice: a login redirect carries
+# the URL it came from in next= (/admin/login/?next=/oauth/callback/%3Fcode%3D…%26state…),
+# and a redirect of that URL encodes it again (%253D). These match `=`, a parameter's
+# start and its end (`&`) in all three forms.
+_EQUALS = r"(?:=|%3D|%253D)"
+_PARAMETER_START = r"(?:[?&]|%3F|%26|%253F|%2526)"
+_PARAMETER_END = r"(?:%26|%2526)"
+# A field name starts at a word boundary, or right after an encoded character ("%3F").
+_NAME_START = r"(?:\b|(?<=%[0-9A-Fa-f]{2})|(?<=%25[0-9A-Fa-f]{2}))"
 
 # Each pattern keeps its harmless context (the field name, the scheme) and replaces the
 # secret. Order matters only for readability: each one is applied to the previous result.
@@ -27,10 +36,18 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(rf"(?i)(['\"](?:{_SECRET_NAMES})['\"]\s*:\s*)(['\"])(?:\\.|(?!\2).)*\2"),
         r"\1\2" + REDACTED + r"\2",
     ),
-    # access_token=… in form bodies, query strings and our own key=value lines.
-    (re.compile(rf"(?i)\b((?:{_SECRET_NAMES})=)[^&\s'\",;]+"), r"\1" + REDACTED),
-    # The OAuth authorization code in a callback URL's query string.
-    (re.compile(r"([?&]code=)[^&\s'\"]+"), r"\1" + REDACTED),
+    # access_token=… in form bodies, query strings and our own key=value lines, also encoded.
+    (
+        re.compile(
+            rf"(?i){_NAME_START}((?:{_SECRET_NAMES}){_EQUALS})(?:(?!{_PARAMETER_END})[^&\s'\",;])+"
+        ),
+        r"\1" + REDACTED,
+    ),
+    # The OAuth authorization code in a callback URL's query string, also encoded.
+    (
+        re.compile(rf"(?i)({_PARAMETER_START}code{_EQUALS})(?:(?!{_PARAMETER_END})[^&\s'\"])+"),
+        r"\1" + REDACTED,
+    ),
     # Our API keys, tc_<prefix>_<secret>: the prefix names the client and is not secret.
     (re.compile(r"\b(tc_[a-z0-9]{8}_)[A-Za-z0-9_-]{43}"), r"\1" + REDACTED),
 )
