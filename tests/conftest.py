@@ -1,6 +1,5 @@
 """Shared fixtures: the fake provider on loopback, an injectable clock, orgs and admins."""
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -89,7 +88,6 @@ def fresh_api_state() -> Iterator[None]:
     from tokens.services import served
 
     cache.clear()
-    served._last_flush = time.monotonic()  # the next flush is an interval away, as in a new process
     yield
     cache.clear()
     served._pending.clear()

@@ -3,12 +3,16 @@
 import base64
 import json
 import logging
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tokens import api, services
 from tokens.models import ApiClient, Org, Token, TokenEvent, TokenServedCount
+from tokens.services.served import served_flush_in_background
 
 pytestmark = pytest.mark.django_db
 
@@ -310,12 +314,33 @@ def test_sign_in_lockout_and_second_factor_add_no_query_to_the_api(
     assert response.status_code == 200
 
 
-def test_served_counts_are_written_once_the_flush_interval_has_passed(
+def test_api_requests_never_write_served_counts_themselves(client, connected_org, key, settings):
+    settings.TOKEN_CONSOLE = {**settings.TOKEN_CONSOLE, "API_SERVED_FLUSH_INTERVAL": 0}
+    table = TokenServedCount._meta.db_table
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(3):
+            assert get_token(client, "acme", key).status_code == 200
+    assert not [q for q in queries.captured_queries if table in q["sql"]]
+    assert not TokenServedCount.objects.exists()
+    services.served_flush()
+    assert TokenServedCount.objects.get().count == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_background_flush_writes_served_counts_off_the_request_path(
     client, connected_org, key, settings
 ):
-    settings.TOKEN_CONSOLE = {**settings.TOKEN_CONSOLE, "API_SERVED_FLUSH_INTERVAL": 0}
-    get_token(client, "acme", key)
-    get_token(client, "acme", key)
+    settings.TOKEN_CONSOLE = {**settings.TOKEN_CONSOLE, "API_SERVED_FLUSH_INTERVAL": 0.05}
+    served_flush_in_background()
+    try:
+        get_token(client, "acme", key)
+        get_token(client, "acme", key)
+        for _ in range(200):  # bounded poll for the flush thread's commit
+            if TokenServedCount.objects.filter(count=2).exists():
+                break
+            time.sleep(0.05)
+    finally:
+        served_flush_in_background(False)
     assert TokenServedCount.objects.get().count == 2
 
 

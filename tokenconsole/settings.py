@@ -93,8 +93,12 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 
-# granian worker processes under `make serve` (manage.py runconsole --server granian).
+# granian under `make serve` (manage.py runconsole --server granian): worker processes,
+# and threads per worker that run the WSGI application (granian's --blocking-threads).
+# The defaults measured best on 2 cores (bench/README.md, "Token API"): more threads
+# per worker only contend for the GIL on a request that takes a fraction of a millisecond.
 WEB_WORKERS = env.int("WEB_WORKERS", default=2)
+WEB_THREADS = env.int("WEB_THREADS", default=1)
 
 ROOT_URLCONF = "tokenconsole.urls"
 WSGI_APPLICATION = "tokenconsole.wsgi.application"

@@ -1,16 +1,20 @@
 """Counting tokens served by the API, per org, client and hour, without a write per request.
 
-Each process adds up its counts in memory and writes them at most every
-API_SERVED_FLUSH_INTERVAL seconds (and when it exits). A process killed hard loses at
-most that interval's counts: these are usage figures, not the audit trail.
+Each process adds up its counts in memory; a background thread of the web process
+writes them every API_SERVED_FLUSH_INTERVAL seconds, so no API request ever waits for
+the write, and the process writes what is left when it exits — including a granian
+worker stopped by SIGTERM, which ends through multiprocessing and skips `atexit`. A
+process killed hard loses at most one interval's counts: these are usage figures, not
+the audit trail.
 """
 
 import atexit
 import logging
+import os
 import threading
-import time
 from collections import Counter
 from datetime import datetime
+from multiprocessing import util as multiprocessing_util
 
 from django.db import DatabaseError, connection, transaction
 
@@ -24,19 +28,53 @@ _Key = tuple[int, int, datetime]  # org id, client id, start of the hour
 
 _lock = threading.Lock()
 _pending: Counter[_Key] = Counter()
-_last_flush = time.monotonic()
+# The web server turns the background flush on (tokenconsole/wsgi.py); the thread is
+# started by the first count in each process, so a forked worker gets its own.
+_background = False
+_flusher: tuple[int, threading.Thread, threading.Event] | None = None  # pid, thread, stop
 
 
 def served_record(*, org_id: int, client_id: int) -> None:
-    """Count one token served; write the counts out when the flush interval has passed."""
-    global _last_flush
+    """Count one token served, in memory; the background flush writes it later."""
     hour = clock.now().replace(minute=0, second=0, microsecond=0)
     with _lock:
         _pending[(org_id, client_id, hour)] += 1
-        if time.monotonic() - _last_flush < app_settings.API_SERVED_FLUSH_INTERVAL:
-            return
-        _last_flush = time.monotonic()
-    served_flush()
+        if _background:
+            _flusher_ensure()
+
+
+def served_flush_in_background(enabled: bool = True) -> None:
+    """Write served counts from a background thread of each process from now on
+    (or, with enabled=False, stop this process's thread and write what it holds)."""
+    global _background, _flusher
+    with _lock:
+        _background, flusher, _flusher = enabled, _flusher, None
+    if not enabled and flusher is not None:
+        flusher[2].set()
+        flusher[1].join()
+        served_flush()
+
+
+def _flusher_ensure() -> None:
+    """Start this process's flush thread unless it runs. The caller holds _lock."""
+    global _flusher
+    if _flusher is not None and _flusher[0] == os.getpid() and _flusher[1].is_alive():
+        return
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=_flush_until, args=(stop,), name="served-counts-flush", daemon=True
+    )
+    _flusher = (os.getpid(), thread, stop)
+    thread.start()
+
+
+def _flush_until(stop: threading.Event) -> None:
+    """The background thread: flush every interval, on a connection of its own."""
+    while not stop.wait(app_settings.API_SERVED_FLUSH_INTERVAL):
+        try:
+            served_flush()
+        finally:
+            connection.close()  # this thread's connection; reopened at the next flush
 
 
 def served_flush() -> int:
@@ -87,3 +125,6 @@ def _add_all(batch: dict[_Key, int]) -> None:
 
 
 atexit.register(served_flush)
+# granian's workers are multiprocessing processes: they end with os._exit, which skips
+# atexit, after running multiprocessing's finalizers.
+multiprocessing_util.Finalize(None, served_flush, exitpriority=10)

@@ -34,16 +34,24 @@ class Command(BaseCommand):
             help="granian worker processes (default: WEB_WORKERS, 2).",
         )
         parser.add_argument(
+            "--threads",
+            type=int,
+            default=settings.WEB_THREADS,
+            help="granian threads per worker running the application (default: WEB_THREADS, 1).",
+        )
+        parser.add_argument(
             "--demo-provider",
             metavar="PORT",
             type=int,
             help="Also serve the fake OAuth provider on 127.0.0.1:PORT (make demo).",
         )
 
-    def handle(self, *args: object, addr: str, server: str, workers: int, **opts: object) -> None:
+    def handle(
+        self, *args: object, addr: str, server: str, workers: int, threads: int, **opts: object
+    ) -> None:
         python = sys.executable
         commands = {
-            "web": web_command(server, addr, workers),
+            "web": web_command(server, addr, workers=workers, threads=threads),
             "cluster": [python, str(settings.BASE_DIR / "manage.py"), "qcluster"],
         }
         if opts["demo_provider"]:
@@ -80,8 +88,19 @@ class Command(BaseCommand):
         return exited
 
 
-def web_command(server: str, addr: str, workers: int) -> list[str]:
-    """The web server's command line: Django's runserver, or granian over the WSGI app."""
+def web_command(
+    server: str,
+    addr: str,
+    *,
+    workers: int,
+    threads: int,
+    app: str = "tokenconsole.wsgi:application",
+) -> list[str]:
+    """The web server's command line: Django's runserver, or granian serving `app`.
+
+    bench/token_api.py serves its baselines through this too, so what it measures is
+    the server configuration that `make serve` ships.
+    """
     python = sys.executable
     if server == "runserver":
         return [python, str(settings.BASE_DIR / "manage.py"), "runserver", addr, "--noreload"]
@@ -90,7 +109,10 @@ def web_command(server: str, addr: str, workers: int) -> list[str]:
         raise CommandError(f"--addr must be HOST:PORT (for example 0.0.0.0:8000), not {addr!r}.")
     if workers < 1:
         raise CommandError(f"--workers (WEB_WORKERS) must be at least 1, not {workers}.")
+    if threads < 1:
+        raise CommandError(f"--threads (WEB_THREADS) must be at least 1, not {threads}.")
     return [
         python, "-m", "granian", "--interface", "wsgi", "--host", host.strip("[]"),
-        "--port", port, "--workers", str(workers), "--no-ws", "tokenconsole.wsgi:application",
+        "--port", port, "--workers", str(workers), "--blocking-threads", str(threads),
+        "--no-ws", app,
     ]  # fmt: skip
