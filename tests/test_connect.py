@@ -8,7 +8,8 @@ import requests
 from django.db import connection
 from django.urls import reverse
 
-from tests.conftest import make_staff
+from tests.conftest import connect_org, make_staff
+from tokens.exceptions import ConnectError
 from tokens.models import Org, Token, TokenEvent
 
 pytestmark = pytest.mark.django_db
@@ -310,3 +311,27 @@ def test_no_secret_in_log_output_during_connect(operator_client, org, provider, 
     assert any("org connected" in record.getMessage() for record in caplog.records)
     for secret in (token.access_token, token.refresh_token, provider.client_secret):
         assert secret not in caplog.text
+
+
+def test_sign_in_for_an_org_moved_to_another_integration_meanwhile_is_refused(
+    operator_client, org, provider, other_integration, other_provider
+):
+    callback = provider_redirect(start_connect(operator_client, org))
+    org.integration = other_integration
+    org.save()  # pending, so the move is allowed
+    response = follow_callback(operator_client, callback)
+    assert response.status_code == 409
+    assert b"moved to another integration" in response.content
+    assert provider.token_calls == [] and other_provider.token_calls == []
+    assert not Token.objects.filter(org=org).exists()
+
+
+def test_org_moved_to_another_integration_during_the_code_exchange_is_not_connected(
+    org, provider, other_integration
+):
+    Org.objects.filter(pk=org.pk).update(integration=other_integration)  # `org` is stale now
+    with pytest.raises(ConnectError, match="moved to another integration"):
+        connect_org(org, provider)
+    assert not Token.objects.filter(org=org).exists()
+    event = TokenEvent.objects.get(org=org)
+    assert (event.kind, event.error_code) == ("connect_failed", "integration_changed")

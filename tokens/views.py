@@ -86,6 +86,13 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     org = Org.objects.select_related("integration").filter(pk=pending["org"]).first()
     if org is None:
         return _error_page(request, "The org of this sign-in no longer exists.", status=404)
+    if pending.get("integration", org.integration_id) != org.integration_id:
+        # The code was issued to the other integration: never send it to this one.
+        return _error_page(
+            request,
+            f"{org} was moved to another integration during the sign-in. Start again with Connect.",
+            status=409,
+        )
     error_code = request.GET.get("error", "")
     if error_code:
         if not _ERROR_CODE.match(error_code):
@@ -123,6 +130,7 @@ def _remember_state(request: HttpRequest, state: str, *, org: Org, verifier: str
     pending = request.session.get(SESSION_KEY, {})
     pending[state] = {
         "org": org.pk,
+        "integration": org.integration_id,
         "verifier": verifier,
         "user": request.user.pk,
         "created": clock.now().timestamp(),
