@@ -140,6 +140,30 @@ def integration(db, provider: FakeProvider) -> Integration:
 
 
 @pytest.fixture
+def other_provider() -> Iterator[FakeProvider]:
+    """A second fake provider, behind another integration (other_integration)."""
+    fake = FakeProvider(client_id="other-client", client_secret="other-client-secret-value")
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def other_integration(db, other_provider: FakeProvider) -> Integration:
+    """Another integration, on the second fake provider."""
+    return Integration.objects.create(
+        name="Other test",
+        provider="webex",
+        client_id=other_provider.client_id,
+        client_secret=other_provider.client_secret,
+        authorize_url=other_provider.authorize_url,
+        token_url=other_provider.token_url,
+        userinfo_url=other_provider.userinfo_url,
+        revocation_url=other_provider.revoke_url,
+    )
+
+
+@pytest.fixture
 def org(integration: Integration) -> Org:
     """A pending org on the fake provider's integration."""
     return Org.objects.create(name="Acme Contact Center", slug="acme", integration=integration)

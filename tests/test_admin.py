@@ -1,10 +1,12 @@
 """Admin pages: every page loads, secrets are write-only, token values never shown."""
 
 import pytest
+from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from tests.conftest import make_staff
 from tests.test_connect import connect
+from tokens import roles
 from tokens.models import Integration, Org, Token, TokenEvent
 
 pytestmark = pytest.mark.django_db
@@ -137,3 +139,56 @@ def test_org_list_shows_status_badges(superuser_client, org):
     body = superuser_client.get(reverse("admin:tokens_org_changelist")).content.decode()
     assert "org-status-pending" in body
     assert "org-status-disabled" in body
+
+
+def operator_in_role(django_user_model):
+    """A staff user in the Token operators group (tokens/roles.py)."""
+    user = django_user_model.objects.create_user("op", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=roles.OPERATORS))
+    return user
+
+
+def org_change_data(client, org: Org, **changes: object) -> dict:
+    """The org's change form as the page fills it in, with `changes` typed over it."""
+    page = client.get(reverse("admin:tokens_org_change", args=[org.pk]))
+    form = page.context["adminform"].form
+    data = {name: form.initial.get(name) or "" for name in form.fields}
+    for inline in page.context["inline_admin_formsets"]:
+        management = inline.formset.management_form
+        data.update({management.add_prefix(k): v for k, v in management.initial.items()})
+    return {**data, **changes}
+
+
+def test_operator_cannot_move_a_connected_org_to_another_integration(
+    client, django_user_model, connected_org, provider, other_integration, other_provider
+):
+    client.force_login(operator_in_role(django_user_model))
+    url = reverse("admin:tokens_org_change", args=[connected_org.pk])
+    page = client.get(url).content.decode()
+    assert 'name="integration"' not in page  # shown read-only
+    assert "disconnect it to move it" in page
+
+    data = org_change_data(client, connected_org, name="Acme CC", integration=other_integration.pk)
+    assert client.post(url, data).status_code == 302
+    org = Org.objects.get(pk=connected_org.pk)
+    assert (org.name, org.integration_id) == ("Acme CC", connected_org.integration_id)
+
+    provider.reset_records()
+    client.post(reverse("admin:tokens_org_refresh", args=[org.pk]))
+    assert other_provider.token_calls == []  # neither the refresh token nor a secret went there
+    assert [call["outcome"] for call in provider.token_calls] == ["ok"]
+
+
+def test_operator_moves_an_org_to_another_integration_after_disconnecting_it(
+    client, django_user_model, connected_org, provider, other_integration
+):
+    client.force_login(operator_in_role(django_user_model))
+    url = reverse("admin:tokens_org_change", args=[connected_org.pk])
+    assert 'name="integration"' not in client.get(url).content.decode()
+    disconnect = reverse("admin:tokens_org_disconnect", args=[connected_org.pk])
+    client.post(disconnect, {"confirmed": "yes"})
+    assert not Token.objects.filter(org=connected_org).exists()
+    assert 'name="integration"' in client.get(url).content.decode()
+    data = org_change_data(client, connected_org, integration=other_integration.pk)
+    assert client.post(url, data).status_code == 302
+    assert Org.objects.get(pk=connected_org.pk).integration_id == other_integration.pk

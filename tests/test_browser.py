@@ -93,7 +93,7 @@ def test_an_admin_connects_refreshes_and_audits_an_org(
     page.click("input[name=_continue]")
     expect(page.locator(".org-status")).to_have_text("Pending")
 
-    page.click("a.connect-link")  # to the fake provider and straight back
+    page.click("button.connect-link")  # a POST: to the fake provider and straight back
     expect(page.locator(".messagelist")).to_contain_text("connected")
     expect(page.locator(".org-status")).to_have_text("Connected")
     org = Org.objects.get(slug="acme-contact-center")

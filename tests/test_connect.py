@@ -1,22 +1,26 @@
 """The connect flow end to end: console → fake provider over HTTP → callback → stored tokens."""
 
 import logging
+import re
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
 from django.db import connection
+from django.test import Client
 from django.urls import reverse
 
-from tests.conftest import make_staff
+from tests.conftest import connect_org, make_staff
+from tokens.exceptions import ConnectError
 from tokens.models import Org, Token, TokenEvent
+from tokens.views import SESSION_KEY
 
 pytestmark = pytest.mark.django_db
 
 
 def start_connect(client, org):
-    """Press Connect: the console answers with a redirect to the provider."""
-    response = client.get(reverse("tokens:oauth-connect", args=[org.slug]))
+    """Press Connect (a POST): the console answers with a redirect to the provider."""
+    response = client.post(reverse("tokens:oauth-connect", args=[org.slug]))
     assert response.status_code == 302, response
     return response["Location"]
 
@@ -288,16 +292,20 @@ def test_non_staff_user_is_403(client, org, django_user_model):
 def test_staff_without_connect_permission_is_403(client, org, provider):
     client.force_login(make_staff("viewer", "tokens.view_org"))
     assert client.get(reverse("tokens:oauth-connect", args=[org.slug])).status_code == 403
+    assert client.post(reverse("tokens:oauth-connect", args=[org.slug])).status_code == 403
+    assert SESSION_KEY not in client.session
     assert provider.authorize_calls == []
 
 
 def test_disabled_org_cannot_be_connected(operator_client, org, provider):
     org.status = Org.Status.DISABLED
     org.save()
-    response = operator_client.get(reverse("tokens:oauth-connect", args=[org.slug]))
-    assert response.status_code == 302
-    assert response["Location"] == reverse("admin:tokens_org_change", args=[org.pk])
-    assert any("disabled" in text for text in messages_of(response))
+    for send in (operator_client.get, operator_client.post):
+        response = send(reverse("tokens:oauth-connect", args=[org.slug]))
+        assert response.status_code == 302
+        assert response["Location"] == reverse("admin:tokens_org_change", args=[org.pk])
+        assert any("disabled" in text for text in messages_of(response))
+    assert SESSION_KEY not in operator_client.session
 
 
 def test_org_disabled_during_sign_in_is_not_connected(operator_client, org, provider):
@@ -313,8 +321,36 @@ def test_org_disabled_during_sign_in_is_not_connected(operator_client, org, prov
     assert (event.kind, event.error_code) == ("connect_failed", "org_disabled")
 
 
-def test_connect_start_is_get_only(operator_client, org):
-    response = operator_client.post(reverse("tokens:oauth-connect", args=[org.slug]))
+def test_connect_get_shows_a_confirmation_page_and_starts_nothing(operator_client, org, provider):
+    url = reverse("tokens:oauth-connect", args=[org.slug])
+    response = operator_client.get(url)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert org.name in page and org.integration.name in page
+    assert 'method="post"' in page and "csrfmiddlewaretoken" in page
+    assert SESSION_KEY not in operator_client.session  # no OAuth state was created
+    assert provider.authorize_calls == []
+
+
+def test_connect_post_needs_the_csrf_token_and_then_redirects_to_the_provider(
+    org, provider, operator
+):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(operator)
+    url = reverse("tokens:oauth-connect", args=[org.slug])
+    forged = client.post(url)  # a cross-site form has no token
+    assert forged.status_code == 403
+    assert SESSION_KEY not in client.session
+    page = client.get(url).content.decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+    response = client.post(url, {"csrfmiddlewaretoken": csrf})
+    assert response.status_code == 302
+    assert response["Location"].startswith(provider.authorize_url + "?")
+    assert len(client.session[SESSION_KEY]) == 1
+
+
+def test_connect_is_get_or_post_only(operator_client, org):
+    response = operator_client.put(reverse("tokens:oauth-connect", args=[org.slug]))
     assert response.status_code == 405
 
 
@@ -325,3 +361,27 @@ def test_no_secret_in_log_output_during_connect(operator_client, org, provider, 
     assert any("org connected" in record.getMessage() for record in caplog.records)
     for secret in (token.access_token, token.refresh_token, provider.client_secret):
         assert secret not in caplog.text
+
+
+def test_sign_in_for_an_org_moved_to_another_integration_meanwhile_is_refused(
+    operator_client, org, provider, other_integration, other_provider
+):
+    callback = provider_redirect(start_connect(operator_client, org))
+    org.integration = other_integration
+    org.save()  # pending, so the move is allowed
+    response = follow_callback(operator_client, callback)
+    assert response.status_code == 409
+    assert b"moved to another integration" in response.content
+    assert provider.token_calls == [] and other_provider.token_calls == []
+    assert not Token.objects.filter(org=org).exists()
+
+
+def test_org_moved_to_another_integration_during_the_code_exchange_is_not_connected(
+    org, provider, other_integration
+):
+    Org.objects.filter(pk=org.pk).update(integration=other_integration)  # `org` is stale now
+    with pytest.raises(ConnectError, match="moved to another integration"):
+        connect_org(org, provider)
+    assert not Token.objects.filter(org=org).exists()
+    event = TokenEvent.objects.get(org=org)
+    assert (event.kind, event.error_code) == ("connect_failed", "integration_changed")

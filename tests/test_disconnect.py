@@ -126,3 +126,12 @@ def test_disconnect_waits_for_a_refresh_in_flight(frozen_clock, connected_org, p
     assert provider.revoke_calls == []
     assert Token.objects.filter(org=connected_org).exists()
     assert not TokenEvent.objects.filter(kind="disconnected").exists()
+
+
+def test_disconnect_revokes_at_the_integration_that_issued_the_tokens(
+    connected_org, provider, other_integration, other_provider
+):
+    Org.objects.filter(pk=connected_org.pk).update(integration=other_integration)  # past save()
+    services.org_disconnect(org_id=connected_org.pk)
+    assert [c["outcome"] for c in provider.revoke_calls] == ["ok"]
+    assert other_provider.revoke_calls == []

@@ -233,3 +233,15 @@ def test_no_secret_in_events_or_logs_across_refresh_outcomes(
         assert secret not in history
         assert secret not in caplog.text
         assert secret not in outgoing
+
+
+def test_refresh_refuses_an_org_moved_past_the_model_to_another_integration(
+    frozen_clock, connected_org, provider, other_integration, other_provider
+):
+    before = make_due(connected_org, frozen_clock)
+    # A bulk update skips Org.save(): the refresh itself must not follow the move.
+    Org.objects.filter(pk=connected_org.pk).update(integration=other_integration)
+    with pytest.raises(OrgNotRefreshable, match="another integration"):
+        refresh(connected_org, force=True)
+    assert other_provider.token_calls == []
+    assert Token.objects.get(org=connected_org).version == before.version

@@ -124,11 +124,14 @@ def test_demo_console_connects_by_clicking_and_stops_on_ctrl_c(console_env):
         sign_in(session, base, password)
         org_list = session.get(f"{base}/admin/tokens/org/", timeout=5).text
         org_page = re.search(r'href="(/admin/tokens/org/\d+/change/)"', org_list)[1]
-        button = re.search(
-            r'href="([^"]+)" class="connect-link">Connect<', session.get(base + org_page).text
-        )
-        assert button, "no Connect button on the demo org's page"
-        landed = session.get(base + button[1], timeout=10)
+        page = session.get(base + org_page, timeout=5).text
+        connect = re.search(r'action="(/oauth/connect/[^"]+)"', page)
+        assert connect and ">Connect</button>" in page, "no Connect button on the org's page"
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+        landed = session.post(  # the button's POST, then the provider and the callback
+            base + connect[1], data={"csrfmiddlewaretoken": csrf}, timeout=10,
+            headers={"Referer": base + org_page},
+        )  # fmt: skip
         assert landed.url == base + org_page
         assert "Demo org is connected" in landed.text
         assert "org-status-connected" in landed.text

@@ -80,7 +80,7 @@ def test_a_password_only_session_is_sent_to_the_login_page(client, two_factor, o
 
 def test_a_verified_session_may_connect_an_org(client, two_factor, enrolled, org, provider):
     log_in(client, current_code(enrolled))
-    connect = client.get(reverse("tokens:oauth-connect", args=[org.slug]))
+    connect = client.post(reverse("tokens:oauth-connect", args=[org.slug]))
     assert connect.status_code == 302
     assert connect["Location"].startswith(provider.authorize_url)
 

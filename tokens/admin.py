@@ -219,6 +219,13 @@ class OrgAdmin(admin.ModelAdmin):
             return "—"
         return format_html('<a href="{}">All events of this org</a>', history_url(obj))
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Org | None = None) -> list[str]:
+        """The integration too, once the org holds a token (Org.clean refuses the move)."""
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.integration_is_bound:
+            fields.append("integration")
+        return fields
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and request.user.has_perm("tokens.connect_org"):
             context["connect_url"] = reverse("tokens:oauth-connect", args=[obj.slug])

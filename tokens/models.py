@@ -1,6 +1,7 @@
 """Integration, Org, Token, TokenEvent, ApiClient: what the console stores."""
 
 import hashlib
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -107,7 +108,12 @@ class Org(models.Model):
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=64, unique=True)
-    integration = models.ForeignKey(Integration, on_delete=models.PROTECT, related_name="orgs")
+    integration = models.ForeignKey(
+        Integration,
+        on_delete=models.PROTECT,
+        related_name="orgs",
+        help_text="Fixed while the org holds a token: disconnect it to move it to another one.",
+    )
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
     )
@@ -138,11 +144,49 @@ class Org(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save, refusing a move to another integration as clean() does, for every ORM write."""
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or {"integration", "integration_id"} & set(update_fields):
+            self._check_integration_binding()
+        super().save(*args, **kwargs)
+
+    @property
+    def integration_is_bound(self) -> bool:
+        """Whether the org holds a grant of its integration, so it may not move to another."""
+        bound = (self.Status.CONNECTED, self.Status.NEEDS_RECONNECT)
+        return self.status in bound or Token.objects.filter(org_id=self.pk).exists()
+
+    def clean(self) -> None:
+        """Refuse moving an org that holds a token to another integration."""
+        super().clean()
+        self._check_integration_binding()
+
+    def _check_integration_binding(self) -> None:
+        # Its refresh token and the other integration's client secret would go to that
+        # integration's token URL, and the API would serve that provider's token as this org's.
+        if self.pk is None or self.integration_id is None:
+            return
+        stored = Org.objects.filter(pk=self.pk).first()
+        if stored is None or stored.integration_id == self.integration_id:
+            return
+        if stored.integration_is_bound:
+            raise ValidationError(
+                f"{stored} holds a token of integration {stored.integration}. Disconnect the "
+                "org before moving it to another integration.",
+                code="integration_bound",
+            )
+
 
 class Token(models.Model):
     """An org's current credential. Written only by tokens.services."""
 
     org = models.OneToOneField(Org, on_delete=models.CASCADE, related_name="token")
+    # The integration the tokens were obtained through: refresh and revoke use it, not
+    # whatever the org names now.
+    integration = models.ForeignKey(
+        Integration, on_delete=models.PROTECT, null=True, editable=False, related_name="+"
+    )
     access_token = EncryptedTextField()
     refresh_token = EncryptedTextField(blank=True)
     token_type = models.CharField(max_length=32, default="Bearer")

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 from . import clock, oauth, services
 from .conf import app_settings
@@ -54,14 +54,19 @@ def staff_permission_required(perm: str) -> Callable:
     return decorator
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 @staff_permission_required("tokens.connect_org")
 def oauth_connect(request: HttpRequest, slug: str) -> HttpResponse:
-    """Start an authorization-code + PKCE flow for one org and send the admin to the provider."""
+    """GET: a confirmation page. POST (CSRF-checked): start an authorization-code + PKCE
+    flow for one org and send the admin to the provider."""
     org = get_object_or_404(Org.objects.select_related("integration"), slug=slug)
     if org.status == Org.Status.DISABLED:
         messages.error(request, f"{org} is disabled: enable it before connecting.")
         return HttpResponseRedirect(_org_admin_url(org))
+    if request.method != "POST":
+        # A link from another site must not start (or, with a provider that consents
+        # at once, finish) a reconnect: only the form's POST does.
+        return _confirm_connect_page(request, org)
     state = secrets.token_urlsafe(32)
     pkce = oauth.make_pkce_pair()
     _remember_state(request, state, org=org, verifier=pkce.verifier)
@@ -86,6 +91,13 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     org = Org.objects.select_related("integration").filter(pk=pending["org"]).first()
     if org is None:
         return _error_page(request, "The org of this sign-in no longer exists.", status=404)
+    if pending.get("integration", org.integration_id) != org.integration_id:
+        # The code was issued to the other integration: never send it to this one.
+        return _error_page(
+            request,
+            f"{org} was moved to another integration during the sign-in. Start again with Connect.",
+            status=409,
+        )
     error_code = request.GET.get("error", "")
     if error_code:
         if not _ERROR_CODE.fullmatch(error_code):
@@ -123,6 +135,7 @@ def _remember_state(request: HttpRequest, state: str, *, org: Org, verifier: str
     pending = request.session.get(SESSION_KEY, {})
     pending[state] = {
         "org": org.pk,
+        "integration": org.integration_id,
         "verifier": verifier,
         "user": request.user.pk,
         "created": clock.now().timestamp(),
@@ -155,6 +168,18 @@ def _take_state(request: HttpRequest, state: str) -> dict:
             "Start again with Connect."
         )
     return entry
+
+
+def _confirm_connect_page(request: HttpRequest, org: Org) -> HttpResponse:
+    """The page a GET of the connect URL shows: what connecting does, and a POST button."""
+    context = {
+        **admin.site.each_context(request),
+        "title": f"{'Connect' if org.status == Org.Status.PENDING else 'Reconnect'} {org}",
+        "org": org,
+        "integration": org.integration,
+        "opts": Org._meta,
+    }
+    return render(request, "admin/tokens/org/connect_confirmation.html", context)
 
 
 def _error_page(request: HttpRequest, message: str, *, status: int) -> HttpResponse:

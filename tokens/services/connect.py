@@ -90,8 +90,15 @@ def _store_connection(
                 f"{org} was disabled meanwhile: enable it, then connect again.",
                 error_code="org_disabled",
             )
+        if locked.integration_id != org.integration_id:  # moved during the code exchange
+            raise ConnectError(
+                f"{org} was moved to another integration meanwhile: connect it again.",
+                error_code="integration_changed",
+            )
         was_needing_reconnect = locked.status == Org.Status.NEEDS_RECONNECT
-        token = token_store_answer(locked, answer, existing=existing)
+        token = token_store_answer(
+            locked, answer, existing=existing, integration_id=org.integration_id
+        )
         locked.status = Org.Status.CONNECTED
         locked.status_reason = ""
         locked.provider_org_id = identity.org_id or locked.provider_org_id

@@ -90,8 +90,10 @@ def _hold(org_id: int) -> _Held:
         token.refresh_claim = "disconnect"
         token.refreshing_until = clock.now() + timedelta(seconds=app_settings.REFRESH_LEASE)
         token.save(update_fields=["refresh_claim", "refreshing_until"])
+        # Revoke at the integration that issued the tokens, whatever the org names now.
+        issuer = token.integration or org.integration
         return _Held(
-            config=org.integration.client_config(),
+            config=issuer.client_config(),
             version=token.version,
             access_token=token.access_token,
             refresh_token=token.refresh_token,

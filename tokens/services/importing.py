@@ -149,6 +149,7 @@ def _token_create(org: Org, access_token: str, refresh_token: str) -> Token:
     now = clock.now()
     return Token.objects.create(
         org=org,
+        integration_id=org.integration_id,
         access_token=access_token,
         refresh_token=refresh_token,
         access_fingerprint=fingerprint(access_token),

@@ -70,6 +70,7 @@ class _Claim:
     org_slug: str
     claim_id: str
     version: int
+    integration_id: int
     config: oauth.ClientConfig
     refresh_token: str = field(repr=False)
 
@@ -120,6 +121,12 @@ def _claim(
             )
         if token is None or not token.refresh_token:
             raise OrgNotRefreshable(f"{org.slug} has no refresh token: reconnect it.")
+        if token.integration_id is not None and token.integration_id != org.integration_id:
+            # Never send the refresh token to a token URL that did not issue it.
+            raise OrgNotRefreshable(
+                f"{org.slug}'s token was obtained through another integration than the one "
+                "it names now: disconnect it and connect it again."
+            )
         if in_flight(token, now=now):
             return _result(org, token, "in_progress", "Another refresh is in flight.")
         if not force and not _due(token, now=now, expiring_within=expiring_within):
@@ -132,6 +139,7 @@ def _claim(
             org_slug=org.slug,
             claim_id=token.refresh_claim,
             version=token.version,
+            integration_id=org.integration_id,
             config=org.integration.client_config(),
             refresh_token=token.refresh_token,
         )
@@ -176,7 +184,7 @@ def _store_success(
             _log_attempt(claim, trigger, "superseded", started, status=200)
             return _result(org, token, "not_due", "The token was replaced meanwhile.")
         recovered = token.failing_alerted
-        token = token_store_answer(org, answer, existing=token)
+        token = token_store_answer(org, answer, existing=token, integration_id=claim.integration_id)
         warning = expiry_warning(answer)
         token_event_record(
             org=org,

@@ -40,14 +40,17 @@ def locked_org_and_token(
     return org, token
 
 
-def token_store_answer(org: Org, answer: oauth.TokenResponse, *, existing: Token | None) -> Token:
+def token_store_answer(
+    org: Org, answer: oauth.TokenResponse, *, existing: Token | None, integration_id: int
+) -> Token:
     """Write a token answer over the org's Token (inside the caller's transaction).
 
-    Clears the refresh claim, the dispatch mark and the failure streak: the org
-    now holds a fresh token.
+    `integration_id` is the integration whose token endpoint gave the answer. Clears the
+    refresh claim, the dispatch mark and the failure streak: the org now holds a fresh token.
     """
     now = clock.now()
     token = existing or Token(org=org, version=0)
+    token.integration_id = integration_id
     lifetime = answer.expires_in or app_settings.DEFAULT_ACCESS_TOKEN_LIFETIME
     token.access_token = answer.access_token
     token.access_fingerprint = fingerprint(answer.access_token)
