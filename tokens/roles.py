@@ -1,7 +1,8 @@
 """The console's roles: Django groups with the permissions each role needs.
 
 Integration secrets and API clients are left to superusers: no group holds their
-permissions. Used by the data migration that creates the groups, and by tests.
+permissions. Migration 0004_roles created the groups with a frozen copy of this table;
+a change here needs a new migration (tests/test_history.py compares the two).
 """
 
 VIEWERS = "Token viewers"

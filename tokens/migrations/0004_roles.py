@@ -1,9 +1,30 @@
-"""Create the Token viewers and Token operators groups (tokens/roles.py)."""
+"""Create the Token viewers and Token operators groups.
+
+The role table is frozen here as it stood when this migration was written: a migration
+must give the same result whatever tokens/roles.py says later. A later change of roles
+is a new migration.
+"""
 
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-from tokens.roles import ROLE_PERMISSIONS
+_VIEW = [
+    "tokens.view_org",
+    "tokens.view_tokenevent",
+    "tokens.view_tokenservedcount",
+    "admin.view_logentry",
+]
+ROLE_PERMISSIONS = {
+    "Token viewers": _VIEW,
+    "Token operators": [
+        *_VIEW,
+        "tokens.add_org",
+        "tokens.change_org",
+        "tokens.connect_org",
+        "tokens.refresh_org",
+        "tokens.disconnect_org",
+    ],
+}
 
 
 def create_roles(apps, schema_editor):
