@@ -91,7 +91,9 @@ def test_system_check_fails_without_keys():
             call_command("check")
 
 
+@pytest.mark.django_db  # the check tries the key on the stored values
 def test_system_check_passes_with_a_valid_key():
+    make_integration()
     call_command("check")  # raises SystemCheckError on any error
 
 
@@ -124,3 +126,32 @@ def test_rows_no_key_decrypts_load_save_and_delete_without_their_secrets():
     Integration.objects.get(pk=integration.pk).delete()
     assert not Integration.objects.exists() and not Token.objects.exists()
 
+
+@pytest.mark.django_db
+def test_system_check_fails_when_no_key_decrypts_the_stored_secrets(settings):
+    token = store_token()
+    stored = raw_secret(token.org.integration_id)
+    with override_settings(FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]):
+        with pytest.raises(SystemCheckError) as excinfo:
+            call_command("check")
+    message = str(excinfo.value)
+    assert "tokens.E005" in message
+    assert "Integration.client_secret, Token.access_token, Token.refresh_token" in message
+    assert "Put the key that encrypted them back into FIELD_ENCRYPTION_KEYS" in message
+    assert SECRET not in message and stored not in message
+    old_key = settings.FIELD_ENCRYPTION_KEYS[0]
+    with override_settings(FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode(), old_key]):
+        call_command("check")  # the old key is back, after a new one: nothing to report
+
+
+@pytest.mark.django_db
+def test_system_check_warns_when_only_one_newest_value_is_under_a_lost_key():
+    store_token("good")
+    lost = store_under_lost_key(make_integration("newest"), "client_secret", "lost-client-secret")
+    call_command("check")  # a warning: one row from elsewhere must not stop the console
+    with pytest.raises(SystemCheckError) as excinfo:
+        call_command("check", fail_level="WARNING")
+    message = str(excinfo.value)
+    assert "tokens.W002" in message and "Integration.client_secret" in message
+    assert "Token." not in message
+    assert "lost-client-secret" not in message and lost not in message
