@@ -197,9 +197,7 @@ def test_orgs_and_integrations_no_key_decrypts_can_be_deleted(superuser_client, 
     assert TokenEvent.objects.filter(org_slug=org.slug).exists()  # the history stays
 
 
-def test_an_integration_secret_no_key_decrypts_must_be_entered_again(
-    superuser_client, lost_values
-):
+def test_an_integration_secret_no_key_decrypts_must_be_entered_again(superuser_client, lost_values):
     integration = lost_values["integration"]
     url = reverse("admin:tokens_integration_change", args=[integration.pk])
     form = integration_form(

@@ -230,9 +230,8 @@ def test_sweep_refreshes_every_org_but_the_ones_no_key_decrypts(
         assert org.status_reason.startswith("encryption_key: ")
         assert field in org.status_reason
         event = TokenEvent.objects.filter(org=org).first()
-        assert (event.kind, event.outcome, event.error_code) == (
-            "refresh_failed", "failure", "encryption_key"
-        )
+        expected = ("refresh_failed", "failure", "encryption_key")
+        assert (event.kind, event.outcome, event.error_code) == expected
         assert Token.objects.get(org=org).next_refresh_at is None
     assert sorted(m.subject.split("] ")[1] for m in mail.outbox) == [
         "Behind needs to be reconnected (encryption key)",

@@ -97,7 +97,6 @@ def test_system_check_passes_with_a_valid_key():
     call_command("check")  # raises SystemCheckError on any error
 
 
-
 def store_token(org_slug: str = "lost") -> Token:
     integration = make_integration(org_slug)
     org = Org.objects.create(name=org_slug, slug=org_slug, integration=integration)
@@ -117,7 +116,7 @@ def test_rows_no_key_decrypts_load_save_and_delete_without_their_secrets():
     with connection.cursor() as cursor:
         cursor.execute("SELECT access_token FROM tokens_token WHERE id = %s", [token.pk])
         assert cursor.fetchone()[0] == lost
-    with pytest.raises(EncryptionKeyError, match="Token.access_token"):
+    with pytest.raises(EncryptionKeyError, match=r"Token\.access_token"):
         loaded.access_token  # noqa: B018
     assert loaded.refresh_token == "r"
     Org.objects.filter(pk=token.org_id).delete()
