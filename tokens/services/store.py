@@ -47,9 +47,6 @@ def token_store_answer(org: Org, answer: oauth.TokenResponse, *, existing: Token
     now holds a fresh token.
     """
     now = clock.now()
-    # Compared by fingerprint: the stored refresh token may be under a lost key, and a
-    # reconnect must still replace it.
-    previous_refresh_fingerprint = existing.refresh_fingerprint if existing else None
     token = existing or Token(org=org, version=0)
     lifetime = answer.expires_in or app_settings.DEFAULT_ACCESS_TOKEN_LIFETIME
     token.access_token = answer.access_token
@@ -64,7 +61,7 @@ def token_store_answer(org: Org, answer: oauth.TokenResponse, *, existing: Token
         token.refresh_fingerprint = fingerprint(answer.refresh_token)
         if answer.refresh_token_expires_in:
             token.refresh_expires_at = now + timedelta(seconds=answer.refresh_token_expires_in)
-        elif token.refresh_fingerprint != previous_refresh_fingerprint:
+        elif existing is None or answer.refresh_token != existing.refresh_token:
             token.refresh_expires_at = None
     token.next_refresh_at = (
         plan_next_refresh(obtained_at=now, access_expires_at=token.access_expires_at)
