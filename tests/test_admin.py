@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from tests.conftest import make_staff
+from tests.conftest import connect_org, make_staff, store_under_lost_key
 from tests.test_connect import connect
 from tokens import roles
 from tokens.models import Integration, Org, Token, TokenEvent
@@ -192,3 +192,76 @@ def test_operator_moves_an_org_to_another_integration_after_disconnecting_it(
     data = org_change_data(client, connected_org, integration=other_integration.pk)
     assert client.post(url, data).status_code == 302
     assert Org.objects.get(pk=connected_org.pk).integration_id == other_integration.pk
+
+
+@pytest.fixture
+def lost_values(superuser_client, org, provider) -> dict[str, object]:
+    """A connected org whose tokens, and an integration (with a pending org) whose client
+    secret, were encrypted with a key no setting holds; beside them a healthy org."""
+    connect(superuser_client, org)
+    token = Token.objects.get(org=org)
+    healthy = connect_org(
+        Org.objects.create(name="Healthy", slug="healthy", integration=org.integration), provider
+    )
+    lost_integration = Integration.objects.create(
+        name="Lost", provider="generic", client_id="cid", client_secret="x",
+        authorize_url="https://127.0.0.1:9/a", token_url="https://127.0.0.1:9/t",
+    )  # fmt: skip
+    lost_org = Org.objects.create(name="Lost org", slug="lost-org", integration=lost_integration)
+    store_under_lost_key(token, "access_token", "lost-access-token")
+    store_under_lost_key(token, "refresh_token", "lost-refresh-token")
+    store_under_lost_key(lost_integration, "client_secret", "lost-client-secret")
+    return {"org": org, "healthy": healthy, "integration": lost_integration, "lost_org": lost_org}
+
+
+def test_pages_load_when_no_key_decrypts_some_stored_secrets(superuser_client, lost_values):
+    org, healthy = lost_values["org"], lost_values["healthy"]
+    integration = lost_values["integration"]
+    urls = [
+        reverse("admin:index"),
+        reverse("admin:tokens_integration_changelist"),
+        reverse("admin:tokens_integration_change", args=[integration.pk]),
+        reverse("admin:tokens_org_changelist"),
+        reverse("admin:tokens_org_add"),
+        reverse("admin:tokens_org_change", args=[org.pk]),
+        reverse("admin:tokens_org_change", args=[healthy.pk]),
+        reverse("admin:tokens_org_change", args=[lost_values["lost_org"].pk]),
+        reverse("admin:tokens_org_delete", args=[org.pk]),
+        reverse("admin:tokens_integration_delete", args=[integration.pk]),
+    ]
+    for url in urls:
+        response = superuser_client.get(url)
+        assert response.status_code == 200, url
+        for secret in ("lost-access-token", "lost-refresh-token", "lost-client-secret"):
+            assert secret not in response.content.decode(), url
+    org_page = superuser_client.get(reverse("admin:tokens_org_change", args=[org.pk]))
+    assert Token.objects.get(org=org).access_fingerprint in org_page.content.decode()
+
+
+def test_orgs_and_integrations_no_key_decrypts_can_be_deleted(superuser_client, lost_values):
+    org, integration = lost_values["org"], lost_values["integration"]
+    for url in (
+        reverse("admin:tokens_org_delete", args=[org.pk]),
+        reverse("admin:tokens_org_delete", args=[lost_values["lost_org"].pk]),
+        reverse("admin:tokens_integration_delete", args=[integration.pk]),
+    ):
+        assert superuser_client.post(url, {"post": "yes"}).status_code == 302, url
+    assert list(Org.objects.values_list("slug", flat=True)) == ["healthy"]
+    assert not Token.objects.filter(org_id=org.pk).exists()
+    assert not Integration.objects.filter(pk=integration.pk).exists()
+    assert TokenEvent.objects.filter(org_slug=org.slug).exists()  # the history stays
+
+
+def test_an_integration_secret_no_key_decrypts_must_be_entered_again(superuser_client, lost_values):
+    integration = lost_values["integration"]
+    url = reverse("admin:tokens_integration_change", args=[integration.pk])
+    form = integration_form(
+        name="Lost", provider="generic", client_secret="",
+        authorize_url="https://127.0.0.1:9/a", token_url="https://127.0.0.1:9/t",
+    )  # fmt: skip
+    response = superuser_client.post(url, form)
+    assert response.status_code == 200
+    assert b"No key in FIELD_ENCRYPTION_KEYS decrypts the stored client secret" in response.content
+    response = superuser_client.post(url, {**form, "client_secret": "entered-again"})
+    assert response.status_code == 302
+    assert Integration.objects.get(pk=integration.pk).client_secret == "entered-again"

@@ -13,7 +13,7 @@ from django_q.conf import Conf
 from django_q.models import Schedule
 
 from tests.brokers import purge_queue, queued_tasks
-from tests.conftest import connect_org, make_staff
+from tests.conftest import connect_org, make_staff, store_under_lost_key
 from tokens import services, tasks
 from tokens.models import Integration, Org, Token, TokenEvent
 
@@ -201,3 +201,45 @@ def test_setup_schedules_is_idempotent(capsys):
         1,
     )
     assert "Updated schedule" in capsys.readouterr().out
+
+
+def test_sweep_refreshes_every_org_but_the_ones_no_key_decrypts(
+    frozen_clock, orgs, integration, provider, sync_tasks
+):
+    lost_token = Token.objects.get(org=orgs[0])
+    lost = [store_under_lost_key(lost_token, "refresh_token", "lost-refresh-token")]
+    other = Integration.objects.create(
+        name="Webex other", provider="webex", client_id=provider.client_id,
+        client_secret=provider.client_secret, authorize_url=provider.authorize_url,
+        token_url=provider.token_url, userinfo_url=provider.userinfo_url,
+    )  # fmt: skip
+    behind = connect_org(
+        Org.objects.create(name="Behind", slug="behind", integration=other), provider
+    )
+    lost.append(store_under_lost_key(other, "client_secret", "lost-client-secret"))
+    all_due(frozen_clock)
+    provider.reset_records()
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert tasks.sweep_due_orgs().startswith("dispatched 6")
+    assert provider.refresh_call_count() == 4
+    for org in orgs[1:]:
+        assert Token.objects.get(org=org).version == 2
+    for org, field in ((orgs[0], "Token.refresh_token"), (behind, "Integration.client_secret")):
+        org.refresh_from_db()
+        assert org.status == Org.Status.NEEDS_RECONNECT
+        assert org.status_reason.startswith("encryption_key: ")
+        assert field in org.status_reason
+        event = TokenEvent.objects.filter(org=org).first()
+        expected = ("refresh_failed", "failure", "encryption_key")
+        assert (event.kind, event.outcome, event.error_code) == expected
+        assert Token.objects.get(org=org).next_refresh_at is None
+    assert sorted(m.subject.split("] ")[1] for m in mail.outbox) == [
+        "Behind needs to be reconnected (encryption key)",
+        "Org 0 needs to be reconnected (encryption key)",
+    ]
+    shown = "".join(m.body for m in mail.outbox) + str(list(TokenEvent.objects.values()))
+    for secret in (*lost, "lost-refresh-token", "lost-client-secret"):
+        assert secret not in shown
+    provider.reset_records()
+    frozen_clock.advance(hours=1)
+    assert tasks.sweep_due_orgs().startswith("dispatched 0")  # the two are not retried

@@ -4,14 +4,16 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core import checks
 from django.db import OperationalError, connection
 from django.test import override_settings
 from django_q.models import Success
 from django_q.tasks import async_task
 
+from tests.conftest import store_under_lost_key
 from tokens import clock
-from tokens.models import Integration, Org
+from tokens.models import Integration, Org, Token
 
 pytestmark = pytest.mark.django_db
 
@@ -128,6 +130,7 @@ def test_database_down_is_503_not_500(client, frozen_clock, monkeypatch):
     assert response.status_code == 503
     assert body["status"] == "down"
     assert body["database"] == {"ok": False, "error": "OperationalError"}
+    assert body["encryption"] == {"ok": False, "status": "unknown"}
     assert body["cluster"]["alive"] is False
     assert body["orgs"] is None
     assert "db.internal" not in response.content.decode()
@@ -151,3 +154,52 @@ def test_check_warns_when_task_results_are_not_kept(settings):
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "save_limit": -1}
     ids = [message.id for message in checks.run_checks()]
     assert "tokens.W001" in ids
+
+
+def make_due_token(org: Org) -> None:
+    Token.objects.create(
+        org=org, access_token="access", refresh_token="refresh",
+        access_expires_at=clock.now() + timedelta(minutes=5), next_refresh_at=clock.now(),
+        obtained_at=clock.now(), access_fingerprint="fp",
+    )  # fmt: skip
+
+
+def test_a_wrong_key_is_reported_as_encryption_failing_not_as_the_cluster(client):
+    make_orgs(connected=1)
+    make_due_token(Org.objects.get())
+    with override_settings(FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]):
+        async_task("tokens.tasks.sweep_due_orgs", sync=True)  # the sweep still works
+        response = client.get("/healthz")
+    body = response.json()
+    assert response.status_code == 503
+    assert body["status"] == "down"
+    assert body["cluster"]["alive"] is True
+    assert body["encryption"] == {
+        "ok": False,
+        "status": "failing",
+        "wrong_keys": True,
+        "undecryptable": [
+            "Integration.client_secret", "Token.access_token", "Token.refresh_token"
+        ],
+    }  # fmt: skip
+
+
+def test_one_newest_value_under_a_lost_key_degrades(client, frozen_clock):
+    make_orgs(connected=1)
+    make_due_token(Org.objects.get())
+    task_finished(seconds_ago=5)
+    assert client.get("/healthz").json()["encryption"] == {
+        "ok": True, "status": "ok", "wrong_keys": False, "undecryptable": []
+    }  # fmt: skip
+    lost = Integration.objects.create(
+        name="lost", provider="generic", client_id="cid", client_secret="x",
+        authorize_url="http://127.0.0.1:9/authorize", token_url="http://127.0.0.1:9/token",
+    )  # fmt: skip
+    store_under_lost_key(lost, "client_secret", "lost-client-secret")
+    response = client.get("/healthz")
+    body = response.json()
+    assert response.status_code == 200
+    assert body["status"] == "degraded"
+    assert body["encryption"]["status"] == "failing"
+    assert body["encryption"]["wrong_keys"] is False
+    assert body["encryption"]["undecryptable"] == ["Integration.client_secret"]

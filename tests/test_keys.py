@@ -226,3 +226,17 @@ def _token_raw_values() -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT id, access_token, refresh_token FROM tokens_token ORDER BY id")
         return cursor.fetchall()
+
+
+def test_a_wrong_only_key_is_reported_not_taken_for_nothing_to_do(secrets_stored):
+    stored = raw_values()
+    with override_settings(FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]):
+        with pytest.raises(CommandError) as excinfo:
+            rotate()
+    message = str(excinfo.value)
+    assert "Integration.client_secret, Token.access_token, Token.refresh_token" in message
+    assert "Put the key that encrypted them back into FIELD_ENCRYPTION_KEYS" in message
+    assert "nothing to do" not in message
+    for secret in [*secrets_stored.values(), *stored]:
+        assert secret not in message
+    assert raw_values() == stored

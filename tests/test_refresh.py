@@ -245,3 +245,26 @@ def test_refresh_refuses_an_org_moved_past_the_model_to_another_integration(
         refresh(connected_org, force=True)
     assert other_provider.token_calls == []
     assert Token.objects.get(org=connected_org).version == before.version
+
+
+def test_a_refresh_token_no_key_decrypts_needs_reconnect_and_a_reconnect_repairs_it(
+    frozen_clock, connected_org, provider
+):
+    from tests.conftest import connect_org, store_under_lost_key
+
+    token = make_due(connected_org, frozen_clock)
+    store_under_lost_key(token, "refresh_token", "lost-refresh-token")
+    provider.reset_records()
+    result = refresh(connected_org)
+    assert result.outcome == "needs_reconnect"
+    assert provider.token_calls == []
+    org = Org.objects.get(pk=connected_org.pk)
+    assert org.status == Org.Status.NEEDS_RECONNECT
+    assert "Token.refresh_token" in org.status_reason
+    assert last_event(connected_org).error_code == "encryption_key"
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        connect_org(connected_org, provider)
+    token = Token.objects.get(org=connected_org)
+    assert connected_org.status == Org.Status.CONNECTED
+    assert token.refresh_token == provider.current_refresh_token_for(token.access_token)
+    assert refresh(connected_org, force=True).outcome == "refreshed"

@@ -14,7 +14,8 @@ from django_q.tasks import async_task
 
 from . import admin_api, services  # the admin_* modules register their own classes
 from .admin_history import RecentEventsInline, history_url
-from .exceptions import OrgNotConnected, OrgNotRefreshable, RefreshInProgress
+from .exceptions import EncryptionKeyError, OrgNotConnected, OrgNotRefreshable, RefreshInProgress
+from .fields import SETTING
 from .models import Integration, Org, TokenEvent
 from .providers import PRESETS
 from .views import redirect_uri
@@ -44,6 +45,9 @@ class IntegrationForm(forms.ModelForm):
             "userinfo_url",
             "revocation_url",
         ]
+        # The model's value is never read into the form (nor written from it): the page
+        # opens even when no key decrypts the stored secret, and save() sets a typed one.
+        exclude = ["client_secret"]  # noqa: DJ006 (fields is set too; the admin passes its own)
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -55,7 +59,16 @@ class IntegrationForm(forms.ModelForm):
 
     def clean_client_secret(self) -> str:
         secret = self.cleaned_data["client_secret"]
-        if not secret and not (self.instance.pk and self.instance.client_secret):
+        if secret:
+            return secret
+        try:
+            stored = self.instance.pk and self.instance.client_secret
+        except EncryptionKeyError:
+            raise forms.ValidationError(
+                f"No key in {SETTING} decrypts the stored client secret: enter it again, "
+                "or put the key that encrypted it back."
+            ) from None
+        if not stored:
             raise forms.ValidationError("A client secret is required for a new integration.")
         return secret
 
@@ -74,9 +87,8 @@ class IntegrationForm(forms.ModelForm):
 
     def save(self, commit: bool = True) -> Integration:
         secret = self.cleaned_data.get("client_secret")
-        if not secret:
-            # Keep the stored secret: the form's blank must not overwrite it.
-            self.instance.client_secret = Integration.objects.get(pk=self.instance.pk).client_secret
+        if secret:  # left blank, the stored secret stays as it is
+            self.instance.client_secret = secret
         return super().save(commit=commit)
 
 

@@ -55,6 +55,16 @@ def alert_needs_reconnect(org: Org, *, reason: str) -> None:
     )
 
 
+def alert_encryption_key(org: Org, *, reason: str) -> None:
+    """No configured key decrypts a secret the org's refresh needs: refreshes stopped."""
+    _send_on_commit(
+        f"{org.name} needs to be reconnected (encryption key)",
+        f"The stored credentials of {org.name} ({org.slug}) cannot be decrypted with the "
+        f"keys in FIELD_ENCRYPTION_KEYS, so its token is no longer refreshed.\n"
+        f"Reason: {reason}",
+    )
+
+
 def alert_recovered(org: Org, *, how: str) -> None:
     """An org that needed attention is healthy again."""
     _send_on_commit(

@@ -2,6 +2,8 @@
 
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, connection
 
 from .apikeys import networks_parse
 from .conf import app_settings
@@ -25,6 +27,63 @@ def check_encryption_keys(app_configs, **kwargs) -> list[checks.CheckMessage]:
     except EncryptionKeyError as exc:
         return [checks.Error(str(exc), id="tokens.E002")]
     return []
+
+
+@checks.register(checks.Tags.security, checks.Tags.database)
+def check_stored_values_decrypt(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """The keys must decrypt what is stored: a valid but wrong key passes the check above.
+
+    Runs in a plain `manage.py check` (not only with --database) because a wrong key must
+    stop it, and runserver and qcluster, which run the checks when they start. It reads
+    one value per encrypted column and prints none. An Error when nothing stored decrypts
+    (the keys are wrong); a Warning when only some newest value does not (one row from
+    elsewhere must not stop the console: refreshes mark such an org needs_reconnect).
+    """
+    if check_encryption_keys(app_configs):
+        return []  # no usable keys: E001/E002 say so
+    from .services import encryption_keys_sample
+
+    opened_here = connection.connection is None
+    try:
+        if not _encrypted_tables_exist():
+            return []  # before migrate: nothing stored yet
+        sample = encryption_keys_sample()
+    except (DatabaseError, ImproperlyConfigured):
+        return []  # no database to read (yet): Django's own checks and migrate report that
+    finally:
+        if opened_here and not connection.in_atomic_block:
+            connection.close()  # leave no connection open for a forking qcluster to share
+    if not sample.undecryptable:
+        return []
+    return [_undecryptable_message(sample.undecryptable, wrong_keys=sample.nothing_decrypts)]
+
+
+def _encrypted_tables_exist() -> bool:
+    from .services.keys import encrypted_fields
+
+    tables = set(connection.introspection.table_names())
+    return all(model._meta.db_table in tables for model in encrypted_fields())
+
+
+def _undecryptable_message(labels: list[str], *, wrong_keys: bool) -> checks.CheckMessage:
+    names = ", ".join(labels)
+    if wrong_keys:
+        return checks.Error(
+            f"No key in {SETTING} decrypts the stored secrets ({names}): the configured "
+            "keys are not the ones that encrypted them.",
+            hint=f"Put the key that encrypted them back into {SETTING} (the new key first, "
+            "old keys after it) and restart; `manage.py rotate_encryption_keys` then moves "
+            "every value to the first key.",
+            id="tokens.E005",
+        )
+    return checks.Warning(
+        f"No key in {SETTING} decrypts the newest stored {names}: it was encrypted with a "
+        "key that is no longer configured.",
+        hint=f"Put that key back into {SETTING} (after the first). If it is lost, enter the "
+        "integration's client secret again or reconnect the org; until then its refreshes "
+        "stop with needs_reconnect (encryption_key).",
+        id="tokens.W002",
+    )
 
 
 @checks.register()

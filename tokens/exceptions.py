@@ -8,6 +8,9 @@ class TokenConsoleError(Exception):
 class EncryptionKeyError(TokenConsoleError):
     """FIELD_ENCRYPTION_KEYS is missing, malformed, or cannot decrypt a stored value."""
 
+    #: Recorded on the event and in the org's status reason when a refresh meets one.
+    error_code = "encryption_key"
+
 
 class ProviderError(TokenConsoleError):
     """The OAuth provider refused a request or answered something unusable.

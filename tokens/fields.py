@@ -3,6 +3,11 @@
 We own this small field because django-fernet-fields no longer imports on Django 4+
 and its successor returns ciphertext silently when a key does not match; here a
 wrong or missing key is always a loud EncryptionKeyError.
+
+A loaded value is decrypted when the attribute is first read, not when the row is
+loaded: a list page, a cascade delete or the sweep never needs a secret, so one value
+under a lost key must not break them. Only the code that reads the secret sees the
+error, and a row saved without reading it writes the stored ciphertext back unchanged.
 """
 
 from functools import cache, lru_cache
@@ -11,6 +16,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import models
+from django.db.models.query_utils import DeferredAttribute
 
 from .exceptions import EncryptionKeyError
 
@@ -114,15 +120,64 @@ def is_current(ciphertext: str) -> bool:
     return True
 
 
+class Sealed:
+    """A stored value not decrypted yet; its model attribute decrypts it when first read."""
+
+    __slots__ = ("ciphertext", "label")
+
+    def __init__(self, ciphertext: str, label: str) -> None:
+        self.ciphertext = ciphertext
+        self.label = label
+
+    def __repr__(self) -> str:
+        return f"<Sealed {self.label}>"
+
+    def open(self) -> str:
+        """The plaintext; EncryptionKeyError when no configured key decrypts it."""
+        return decrypt(self.ciphertext, label=self.label)
+
+
+class DecryptOnRead(DeferredAttribute):
+    """The attribute of an EncryptedTextField: decrypts a Sealed value on first read.
+
+    A data descriptor (it has __set__), so reads pass through it even once the value
+    sits in the instance's __dict__; the value is still kept there, as Django expects.
+    """
+
+    def __get__(self, instance, cls=None):
+        value = super().__get__(instance, cls)
+        if isinstance(value, Sealed):
+            value = instance.__dict__[self.field.attname] = value.open()
+        return value
+
+    def __set__(self, instance, value) -> None:
+        instance.__dict__[self.field.attname] = value
+
+
 class EncryptedTextField(models.TextField):
-    """A TextField stored as Fernet ciphertext. The empty string is stored as is."""
+    """A TextField stored as Fernet ciphertext. The empty string is stored as is.
+
+    Loaded values stay Sealed until read (see the module docstring); values() and
+    values_list() of the column yield Sealed objects, opened with .open().
+    """
+
+    descriptor_class = DecryptOnRead
 
     def from_db_value(self, value, expression, connection):
         if not value:
             return value
-        return decrypt(value, label=f"{self.model.__name__}.{self.name}")
+        return Sealed(value, label=f"{self.model.__name__}.{self.name}")
+
+    def pre_save(self, model_instance, add):
+        # A value never read is written back as stored: saving needs no key for it.
+        value = model_instance.__dict__.get(self.attname)
+        if isinstance(value, Sealed):
+            return value
+        return super().pre_save(model_instance, add)
 
     def get_prep_value(self, value):
+        if isinstance(value, Sealed):
+            return value.ciphertext
         value = super().get_prep_value(value)
         if not value:
             return value

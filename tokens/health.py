@@ -1,7 +1,9 @@
-"""GET /healthz: is the database reachable, is the task cluster doing work, how are the orgs.
+"""GET /healthz: is the database reachable, is the task cluster doing work, do the
+encryption keys decrypt what is stored, how are the orgs.
 
 For load balancers and the supervisor that restarts a stuck cluster: no authentication,
-no secrets, never cached. 503 when the database is down or no cluster has done work lately.
+no secrets, never cached. 503 when the database is down, no cluster has done work lately,
+or the keys decrypt none of the stored secrets (a wrong key: no token can be served).
 
 Cluster liveness is the newest task a worker finished, read from django-q2's Success rows
 in the database. The alternatives fall short: django-q2's Stat lives in the broker, and
@@ -19,32 +21,41 @@ from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_safe
 
-from . import clock, selectors
+from . import clock, selectors, services
 from .conf import app_settings
+from .exceptions import EncryptionKeyError
 
 logger = logging.getLogger(__name__)
 
 
 @require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
-    """The console's health as JSON; 503 when the database or the cluster is down."""
+    """The console's health as JSON; 503 when the database, the cluster or the keys fail."""
     try:
         orgs = selectors.org_status_counts()
         last_task_at = selectors.cluster_last_task_at()
+        encryption = encryption_health()
         database = {"ok": True}
     except DatabaseError as exc:
         # Only the exception's class: a driver's message can name hosts and users.
         logger.warning("health check: database unavailable (%s)", type(exc).__name__)
         orgs, last_task_at = None, None
+        encryption = {"ok": False, "status": "unknown"}
         database = {"ok": False, "error": type(exc).__name__}
     cluster = cluster_health(last_task_at)
-    if not database["ok"] or not cluster["alive"]:
+    if not database["ok"] or not cluster["alive"] or encryption.get("wrong_keys"):
         status = "down"
-    elif orgs["needs_reconnect"]:
-        status = "degraded"  # serving, but some org needs a human to reconnect it
+    elif orgs["needs_reconnect"] or not encryption["ok"]:
+        status = "degraded"  # serving, but some org or stored secret needs a human
     else:
         status = "ok"
-    body = {"status": status, "database": database, "cluster": cluster, "orgs": orgs}
+    body = {
+        "status": status,
+        "database": database,
+        "cluster": cluster,
+        "encryption": encryption,
+        "orgs": orgs,
+    }
     response = JsonResponse(body, status=503 if status == "down" else 200)
     response["Cache-Control"] = "no-store"
     return response
@@ -60,4 +71,25 @@ def cluster_health(last_task_at: datetime | None) -> dict:
         "last_seen": last_task_at.isoformat() if last_task_at else None,
         "age_seconds": int(age) if age is not None else None,
         "max_age_seconds": max_age,
+    }
+
+
+def encryption_health() -> dict:
+    """Whether the keys decrypt the newest stored value of each encrypted column (no value shown).
+
+    `wrong_keys` when values are stored and none decrypts, or the keys are missing or
+    malformed: then no token can be served, and the console is down.
+    """
+    try:
+        sample = services.encryption_keys_sample()
+    except EncryptionKeyError:
+        logger.warning("health check: FIELD_ENCRYPTION_KEYS is missing or malformed")
+        return {"ok": False, "status": "failing", "wrong_keys": True, "undecryptable": []}
+    if sample.undecryptable:
+        logger.warning("health check: no key decrypts %s", ", ".join(sample.undecryptable))
+    return {
+        "ok": not sample.undecryptable,
+        "status": "failing" if sample.undecryptable else "ok",
+        "wrong_keys": sample.nothing_decrypts,
+        "undecryptable": sample.undecryptable,
     }

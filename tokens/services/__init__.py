@@ -13,12 +13,13 @@ from .disconnect import DisconnectResult, org_disconnect
 from .dispatch import refresh_dispatch_due, refresh_expiry_alerts_send
 from .events import token_event_record
 from .importing import SeedImport, org_import_seed
-from .keys import encryption_keys_rotate
+from .keys import KeySample, encryption_keys_rotate, encryption_keys_sample
 from .refresh import RefreshResult, token_refresh
 from .served import served_flush, served_record
 
 __all__ = [
     "DisconnectResult",
+    "KeySample",
     "RefreshResult",
     "SeedImport",
     "api_client_create",
@@ -27,6 +28,7 @@ __all__ = [
     "api_client_revoke",
     "api_client_touch",
     "encryption_keys_rotate",
+    "encryption_keys_sample",
     "org_connect",
     "org_connect_failed",
     "org_disconnect",

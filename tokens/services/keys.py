@@ -9,7 +9,7 @@ from django.db import models, transaction
 from django.db.models import ExpressionWrapper, F, Value
 
 from tokens.exceptions import EncryptionKeyError
-from tokens.fields import SETTING, EncryptedTextField, is_current, reencrypt
+from tokens.fields import SETTING, EncryptedTextField, decrypt, is_current, reencrypt, validate_keys
 from tokens.models import TokenEvent
 
 from .events import token_event_record
@@ -61,6 +61,49 @@ def encrypted_fields() -> dict[type[models.Model], list[EncryptedTextField]]:
         if fields:
             found[model] = fields
     return found
+
+
+@dataclass(frozen=True)
+class KeySample:
+    """Which encrypted columns' newest stored value the keys decrypt ("Model.field"). No value."""
+
+    decrypted: list[str]
+    undecryptable: list[str]
+
+    @property
+    def nothing_decrypts(self) -> bool:
+        """Values are stored and none decrypts: the keys are wrong, not one row."""
+        return bool(self.undecryptable) and not self.decrypted
+
+
+def encryption_keys_sample() -> KeySample:
+    """Try the keys on the newest non-blank value of every encrypted column.
+
+    One indexed query per column, for the system check and /healthz: a valid but wrong
+    key passes every other check. Raises EncryptionKeyError when the keys are missing or
+    malformed; nothing decrypted is kept.
+    """
+    validate_keys()
+    decrypted, undecryptable = [], []
+    for model, fields in encrypted_fields().items():
+        for field in fields:
+            label = f"{model.__name__}.{field.name}"
+            stored = (
+                model._base_manager.annotate(stored=_raw(field))
+                .exclude(stored="")
+                .order_by("-pk")
+                .values_list("stored", flat=True)
+                .first()
+            )
+            if not stored:
+                continue
+            try:
+                decrypt(stored, label=label)
+            except EncryptionKeyError:
+                undecryptable.append(label)
+            else:
+                decrypted.append(label)
+    return KeySample(decrypted=decrypted, undecryptable=undecryptable)
 
 
 def encryption_keys_rotate(

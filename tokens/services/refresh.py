@@ -27,7 +27,13 @@ from django.db import transaction
 
 from tokens import alerts, clock, oauth
 from tokens.conf import app_settings
-from tokens.exceptions import InvalidClient, InvalidGrant, OrgNotRefreshable, ProviderError
+from tokens.exceptions import (
+    EncryptionKeyError,
+    InvalidClient,
+    InvalidGrant,
+    OrgNotRefreshable,
+    ProviderError,
+)
 from tokens.logs import log_event
 from tokens.models import Integration, Org, Token, TokenEvent
 from tokens.planning import retry_delay
@@ -92,7 +98,9 @@ def token_refresh(
     connected. With `wait`, a caller that finds a refresh in flight waits for it
     (up to REFRESH_WAIT seconds) and reports its result instead of leaving at once.
     """
-    claim = _claim(org_id, force=force, expiring_within=expiring_within)
+    claim = _claim(
+        org_id, force=force, expiring_within=expiring_within, trigger=trigger, actor=actor
+    )
     if isinstance(claim, RefreshResult):
         if claim.outcome == "in_progress" and wait:
             return _wait_for_flight(org_id, version_before=claim.token_version)
@@ -108,7 +116,12 @@ def token_refresh(
 
 
 def _claim(
-    org_id: int, *, force: bool, expiring_within: timedelta | None
+    org_id: int,
+    *,
+    force: bool,
+    expiring_within: timedelta | None,
+    trigger: str,
+    actor: AbstractBaseUser | None,
 ) -> _Claim | RefreshResult:
     """Transaction 1: check the org may and should refresh, then claim it."""
     now = clock.now()
@@ -119,14 +132,21 @@ def _claim(
                 f"{org.slug} is {org.get_status_display().lower()}: nothing to refresh"
                 + (" until it is reconnected." if org.status != Org.Status.DISABLED else ".")
             )
-        if token is None or not token.refresh_token:
-            raise OrgNotRefreshable(f"{org.slug} has no refresh token: reconnect it.")
+        no_refresh_token = OrgNotRefreshable(f"{org.slug} has no refresh token: reconnect it.")
+        if token is None:
+            raise no_refresh_token
         if token.integration_id is not None and token.integration_id != org.integration_id:
             # Never send the refresh token to a token URL that did not issue it.
             raise OrgNotRefreshable(
                 f"{org.slug}'s token was obtained through another integration than the one "
                 "it names now: disconnect it and connect it again."
             )
+        try:  # the secrets are decrypted here, not when the rows were loaded
+            refresh_token, config = token.refresh_token, org.integration.client_config()
+        except EncryptionKeyError as error:
+            return _mark_undecryptable(org, token, error, trigger=trigger, actor=actor)
+        if not refresh_token:
+            raise no_refresh_token
         if in_flight(token, now=now):
             return _result(org, token, "in_progress", "Another refresh is in flight.")
         if not force and not _due(token, now=now, expiring_within=expiring_within):
@@ -140,9 +160,45 @@ def _claim(
             claim_id=token.refresh_claim,
             version=token.version,
             integration_id=org.integration_id,
-            config=org.integration.client_config(),
-            refresh_token=token.refresh_token,
+            config=config,
+            refresh_token=refresh_token,
         )
+
+
+def _mark_undecryptable(
+    org: Org,
+    token: Token,
+    error: EncryptionKeyError,
+    *,
+    trigger: str,
+    actor: AbstractBaseUser | None,
+) -> RefreshResult:
+    """No key decrypts the org's refresh token or client secret: stop and ask a human, once.
+
+    Inside transaction 1, with the org locked. Only this org stops; the token row is
+    saved without reading its secrets, so its ciphertext stays as it was.
+    """
+    reason = (
+        f"{error.error_code}: {error} If that key is lost, reconnect the org "
+        "(enter the integration's client secret again first if that is the value named)."
+    )[:500]
+    token.next_refresh_at = None
+    token.refresh_claim, token.refreshing_until, token.dispatched_until = "", None, None
+    token.last_failure_at, token.last_error_code = clock.now(), error.error_code
+    token.save()
+    org.status = Org.Status.NEEDS_RECONNECT
+    org.status_reason = reason
+    org.save(update_fields=["status", "status_reason", "updated_at"])
+    token_event_record(
+        org=org, kind=Kind.REFRESH_FAILED, trigger=trigger, outcome=Outcome.FAILURE,
+        actor=actor, token=token, message=str(error), error_code=error.error_code,
+    )  # fmt: skip
+    alerts.alert_encryption_key(org, reason=reason)
+    log_event(
+        logger, logging.WARNING, "refresh", org=org.slug, trigger=trigger,
+        outcome="needs_reconnect", error=error.error_code, version=token.version,
+    )  # fmt: skip
+    return _result(org, token, "needs_reconnect", reason)
 
 
 def in_flight(token: Token, *, now: datetime) -> bool:

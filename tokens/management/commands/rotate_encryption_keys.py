@@ -22,6 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, batch_size: int, **options: object) -> None:
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
+        self._check_keys_decrypt()
         if len(configured_keys()) < 2:
             self.stdout.write(
                 f"Only one key in {SETTING}: nothing to do. Put a new key first and keep "
@@ -38,6 +39,23 @@ class Command(BaseCommand):
         else:
             self.stdout.write(
                 f"Every value is under the first key: the old keys can be removed from {SETTING}."
+            )
+
+    def _check_keys_decrypt(self) -> None:
+        """Stop before any batch when the keys decrypt nothing stored: they are wrong.
+
+        A single value under a missing key is found, with its pk, by the rotation itself.
+        """
+        try:
+            sample = services.encryption_keys_sample()
+        except EncryptionKeyError as exc:
+            raise CommandError(str(exc)) from None
+        if sample.nothing_decrypts:
+            raise CommandError(
+                f"No key in {SETTING} decrypts the stored secrets "
+                f"({', '.join(sample.undecryptable)}): these are not the keys that encrypted "
+                f"them. Put the key that encrypted them back into {SETTING} (after the "
+                "first) and run this again; nothing was changed."
             )
 
     def _progress(self, batch: RotationBatch) -> None:
