@@ -224,14 +224,27 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
-# The cache holds only the token API's failed-authentication counts. Per process
-# without Redis; shared by every web process with it.
+# The default cache is per process without Redis (django-q2's ORM broker keeps its stats
+# there). The token API's failed-authentication counts must be shared by every web process
+# (`make serve` runs two): in Redis when it is configured, else in a database table that
+# `manage.py createcachetable` makes (make run, demo and serve run it; so do the tests).
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    )
+    ),
+    "api_throttle": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {
+            "BACKEND": "tokens.cache.CountingDatabaseCache",
+            "LOCATION": "tokens_api_throttle",
+            # Django culls a third of the table when it is full: high, so many addresses
+            # failing at once cannot wipe the counts of the others.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    ),
 }
 
 # Every knob of the app itself, with defaults, lives in tokens/conf.py; this dict
