@@ -11,7 +11,10 @@ from tokenconsole.deployment import is_production, proxy_ssl_header, require_pro
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# Written by `make run` (scripts/init_env.py), owner-only; tokens.W002 warns otherwise.
+ENV_FILE = BASE_DIR / ".env"
+environ.Env.read_env(ENV_FILE, overwrite=False)
+
 
 # DJANGO_ENV=production switches on https-only defaults (secure cookies, SSL redirect,
 # HSTS, 2FA for staff, hashed static files) and refuses to start without the secrets.
@@ -114,9 +117,9 @@ TEMPLATES = [
     },
 ]
 
-# Local state (the SQLite file) lives in var/, which git ignores.
+# Local state (the SQLite file) lives in var/, which git ignores; only its owner may enter.
 VAR_DIR = BASE_DIR / "var"
-VAR_DIR.mkdir(exist_ok=True)
+VAR_DIR.mkdir(mode=0o700, exist_ok=True)
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }

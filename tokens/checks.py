@@ -1,5 +1,7 @@
 """System checks for misconfiguration that would otherwise fail late."""
 
+from pathlib import Path
+
 from django.conf import settings
 from django.core import checks
 
@@ -71,3 +73,29 @@ def check_metrics_networks(app_configs, **kwargs) -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+@checks.register(checks.Tags.security)
+def check_private_files(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """The SQLite database (sessions, API client hashes) and .env (the keys) are owner-only."""
+    exposed = [str(path) for path in _private_files() if path.stat().st_mode & 0o077]
+    if not exposed:
+        return []
+    return [
+        checks.Warning(
+            f"Other users of this machine can read or write {', '.join(exposed)}: they hold "
+            "the admin sessions, API client hashes and the keys that decrypt every token.",
+            hint=f"Run: chmod 600 {' '.join(exposed)}",
+            id="tokens.W002",
+        )
+    ]
+
+
+def _private_files() -> list[Path]:
+    """The existing .env and SQLite database files (with their -wal and -shm)."""
+    candidates = [Path(settings.ENV_FILE)] if getattr(settings, "ENV_FILE", None) else []
+    database = settings.DATABASES["default"]
+    name = str(database.get("NAME") or "")
+    if database["ENGINE"].endswith("sqlite3") and name and not name.startswith((":", "file:")):
+        candidates += [Path(name + suffix) for suffix in ("", "-wal", "-shm")]
+    return [path for path in candidates if path.exists()]
