@@ -1,5 +1,6 @@
 """Production settings: `check --deploy` is clean with a production environment, the
-console refuses to start without its secrets, and static files are served by WhiteNoise."""
+console refuses to start without its secrets or with unsafe ones (DEBUG, a short key,
+plain http to a provider), and static files are served by WhiteNoise."""
 
 import os
 import secrets
@@ -9,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from django.core import checks
 from django.test import Client
 
 from tokenconsole.deployment import proxy_ssl_header
+from tokens.models import Integration
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,6 +83,48 @@ def test_production_refuses_wildcard_hosts(tmp_path):
     result = check_deploy(production_env(tmp_path, ALLOWED_HOSTS="*"))
     assert result.returncode != 0
     assert "refuses ALLOWED_HOSTS=*" in result.stderr
+
+
+def test_production_refuses_debug(tmp_path):
+    env = production_env(tmp_path, DEBUG="true")  # what the .env of `make run` says
+    result = check_deploy(env)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "DJANGO_ENV=production refuses DEBUG=true" in output
+    assert env["SECRET_KEY"] not in output
+
+
+def test_production_refuses_a_secret_key_shorter_than_50_characters(tmp_path):
+    short = secrets.token_urlsafe(50)[:49]
+    result = check_deploy(production_env(tmp_path, SECRET_KEY=short))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "refuses a SECRET_KEY shorter than 50 characters" in output
+    assert short not in output
+    assert check_deploy(production_env(tmp_path, SECRET_KEY=short + "x")).returncode == 0
+
+
+def test_check_deploy_flags_a_plain_http_console_base_url(tmp_path):
+    result = check_deploy(production_env(tmp_path, CONSOLE_BASE_URL="http://console.example.com"))
+    assert result.returncode != 0
+    assert "tokens.W003" in result.stderr
+    assert "CONSOLE_BASE_URL is plain http (http://console.example.com)" in result.stderr
+
+
+@pytest.mark.django_db
+def test_check_deploy_refuses_a_stored_plain_http_provider_url_in_production(settings, integration):
+    # Stored before the rule (or by a direct update): the fake provider's other URLs are
+    # loopback http, which is allowed.
+    Integration.objects.filter(pk=integration.pk).update(
+        token_url="http://provider.example.com/v1/access_token"
+    )
+    settings.PRODUCTION = True
+    found = [m for m in checks.run_checks(include_deployment_checks=True) if m.id == "tokens.E005"]
+    assert [(m.level, "token_url" in m.msg) for m in found] == [(checks.ERROR, True)]
+    settings.PRODUCTION = False
+    assert not [
+        m for m in checks.run_checks(include_deployment_checks=True) if m.id == "tokens.E005"
+    ]
 
 
 @pytest.mark.parametrize(

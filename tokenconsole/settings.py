@@ -15,7 +15,6 @@ env = environ.Env()
 ENV_FILE = BASE_DIR / ".env"
 environ.Env.read_env(ENV_FILE, overwrite=False)
 
-
 # DJANGO_ENV=production switches on https-only defaults (secure cookies, SSL redirect,
 # HSTS, 2FA for staff, hashed static files) and refuses to start without the secrets.
 # Anything else is a laptop or a test run over plain http.
@@ -32,7 +31,10 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 
 if PRODUCTION:
     require_production_settings(
-        secret_key=SECRET_KEY, encryption_keys=FIELD_ENCRYPTION_KEYS, hosts=ALLOWED_HOSTS
+        secret_key=SECRET_KEY,
+        encryption_keys=FIELD_ENCRYPTION_KEYS,
+        hosts=ALLOWED_HOSTS,
+        debug=DEBUG,
     )
 
 # https: on by default in production only, so `make run` keeps working on plain http.

@@ -4,11 +4,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core import checks
+from django.db import DatabaseError
 
 from .apikeys import networks_parse
 from .conf import app_settings
 from .exceptions import EncryptionKeyError
 from .fields import SETTING, configured_keys, validate_keys
+from .oauth import plain_http_off_loopback
 
 
 @checks.register(checks.Tags.security)
@@ -99,3 +101,43 @@ def _private_files() -> list[Path]:
     if database["ENGINE"].endswith("sqlite3") and name and not name.startswith((":", "file:")):
         candidates += [Path(name + suffix) for suffix in ("", "-wal", "-shm")]
     return [path for path in candidates if path.exists()]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_provider_urls(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """In production, no integration sends its secrets over plain http to another machine."""
+    if not getattr(settings, "PRODUCTION", False):
+        return []
+    from .models import PROVIDER_URL_FIELDS, Integration  # models load after the checks
+
+    try:
+        integrations = list(Integration.objects.only("name", *PROVIDER_URL_FIELDS))
+    except DatabaseError:
+        return []  # not migrated yet (`make serve` checks first): nothing stored to check
+    return [
+        checks.Error(
+            f"Integration {integration.name!r}: {name} is plain http to another machine, "
+            "so client secrets and tokens would cross the network in clear.",
+            hint="Change it to https:// in the admin (Integrations).",
+            id="tokens.E005",
+        )
+        for integration in integrations
+        for name in PROVIDER_URL_FIELDS
+        if plain_http_off_loopback(getattr(integration, name))
+    ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_console_base_url_https(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """In production, the OAuth callback (built from CONSOLE_BASE_URL) must be https."""
+    base = getattr(settings, "CONSOLE_BASE_URL", "")
+    if getattr(settings, "PRODUCTION", False) and plain_http_off_loopback(base):
+        return [
+            checks.Warning(
+                f"CONSOLE_BASE_URL is plain http ({base}): the provider would send each "
+                "authorization code to the console in clear.",
+                hint="Set CONSOLE_BASE_URL to the https:// address the proxy serves.",
+                id="tokens.W003",
+            )
+        ]
+    return []
