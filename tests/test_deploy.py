@@ -1,6 +1,6 @@
 """Production settings: `check --deploy` is clean with a production environment, the
-console refuses to start without its secrets or with unsafe ones (DEBUG, a short key,
-plain http to a provider), and static files are served by WhiteNoise."""
+console refuses to start without its secrets or with unsafe ones (DEBUG, a short key, an
+uncounted proxy, plain http to a provider), and static files are served by WhiteNoise."""
 
 import os
 import secrets
@@ -24,7 +24,9 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "DATABASE_", "REDIS_", "SECURE_", "REQUIRE_"))
+        if not key.startswith(
+            ("DJANGO_", "DATABASE_", "REDIS_", "SECURE_", "REQUIRE_", "TRUSTED_", "TOKEN_CONSOLE_")
+        )
     }
     env.update(
         DJANGO_ENV="production",
@@ -36,6 +38,7 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         CSRF_TRUSTED_ORIGINS="https://console.example.com",
         CONSOLE_BASE_URL="https://console.example.com",
         SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO",
+        TRUSTED_PROXY_COUNT="1",  # the one TLS proxy (docs/operations.md)
         DATABASE_URL=f"sqlite:///{tmp_path / 'deploy.sqlite3'}",
         STATIC_ROOT=str(tmp_path / "static"),
     )
@@ -102,6 +105,13 @@ def test_production_refuses_a_secret_key_shorter_than_50_characters(tmp_path):
     assert "refuses a SECRET_KEY shorter than 50 characters" in output
     assert short not in output
     assert check_deploy(production_env(tmp_path, SECRET_KEY=short + "x")).returncode == 0
+
+
+def test_production_refuses_a_proxy_whose_hops_are_not_counted(tmp_path):
+    result = check_deploy(production_env(tmp_path, TRUSTED_PROXY_COUNT="0"))
+    assert result.returncode != 0
+    assert "needs TRUSTED_PROXY_COUNT set" in result.stderr
+    assert "usually TRUSTED_PROXY_COUNT=1" in result.stderr
 
 
 def test_check_deploy_flags_a_plain_http_console_base_url(tmp_path):

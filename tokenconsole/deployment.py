@@ -55,6 +55,22 @@ def require_production_settings(
         )
 
 
+def require_trusted_proxies(*, ssl_header: tuple[str, str] | None, proxy_count: int | str) -> None:
+    """Refuse a declared proxy (SECURE_PROXY_SSL_HEADER) whose X-Forwarded-For is not read.
+
+    With TRUSTED_PROXY_COUNT=0 every caller has the proxy's address: ten bad API keys from
+    anyone would get every key 429, five bad logins lock an admin out for everyone, and
+    API clients' allowed networks only ever see the proxy.
+    """
+    if ssl_header and int(proxy_count) <= 0:
+        raise ImproperlyConfigured(
+            f"{PRODUCTION_SIGNAL} with SECURE_PROXY_SSL_HEADER set (a reverse proxy in front) "
+            "needs TRUSTED_PROXY_COUNT set to the number of proxies that append to "
+            "X-Forwarded-For, usually TRUSTED_PROXY_COUNT=1; with 0 every caller shares the "
+            "proxy's address. See docs/operations.md, Behind a reverse proxy."
+        )
+
+
 def proxy_ssl_header(meta_name: str) -> tuple[str, str] | None:
     """SECURE_PROXY_SSL_HEADER from a header name: "HTTP_X_FORWARDED_PROTO" or
     "X-Forwarded-Proto" become ("HTTP_X_FORWARDED_PROTO", "https"); "" is None."""

@@ -6,7 +6,12 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from tokenconsole.deployment import is_production, proxy_ssl_header, require_production_settings
+from tokenconsole.deployment import (
+    is_production,
+    proxy_ssl_header,
+    require_production_settings,
+    require_trusted_proxies,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -261,6 +266,10 @@ TOKEN_CONSOLE = {
 }
 # How many reverse proxies in front of the console append to X-Forwarded-For (0: none).
 TOKEN_CONSOLE.setdefault("TRUSTED_PROXY_COUNT", env.int("TRUSTED_PROXY_COUNT", default=0))
+if PRODUCTION:
+    require_trusted_proxies(
+        ssl_header=SECURE_PROXY_SSL_HEADER, proxy_count=TOKEN_CONSOLE["TRUSTED_PROXY_COUNT"]
+    )
 
 # Logging. Every handler carries the redaction filter (tokens/logs.py), so no logger, ours
 # or a library's, can write a token, API key or client secret. LOG_FORMAT=json writes one
