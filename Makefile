@@ -35,8 +35,11 @@ services:
 env: install
 	$(BIN)/python scripts/init_env.py
 
+# createcachetable: the token API's failed-authentication counts, shared by every
+# process, live in a database table when REDIS_URL is unset (a no-op with Redis).
 setup: env
 	$(MANAGE) migrate --no-input
+	$(MANAGE) createcachetable
 	$(MANAGE) ensure_admin
 	$(MANAGE) setup_schedules
 
@@ -53,6 +56,7 @@ demo: setup
 serve: install
 	$(MANAGE) check --deploy
 	$(MANAGE) migrate --no-input
+	$(MANAGE) createcachetable
 	$(MANAGE) collectstatic --no-input
 	$(MANAGE) setup_schedules
 	$(MANAGE) runconsole --server granian --addr $(WEB_HOST):$(WEB_PORT)

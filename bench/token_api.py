@@ -277,6 +277,7 @@ def main() -> int:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    call_command("createcachetable", verbosity=0)  # the API's failed-auth counts
     key = seed(args.orgs)
     scripts = {}
     for name, body in (("console", V1_SCRIPT), ("legacy", LEGACY_SCRIPT)):

@@ -80,16 +80,30 @@ def empty_task_queue(settings) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def fresh_api_state() -> Iterator[None]:
-    """The token API's failed-authentication counts (Django's cache) and the served counts
-    a process holds in memory do not leak from one test into the next."""
-    from django.core.cache import cache
+def fresh_api_state(request) -> Iterator[None]:
+    """The token API's failed-authentication counts (the "api_throttle" cache) and the served
+    counts a process holds in memory do not leak from one test into the next."""
+    from django.core.cache import cache, caches
+    from django.core.cache.backends.db import DatabaseCache
 
     from tokens.services import served
+    from tokens.throttle import THROTTLE_CACHE, auth_failures
 
+    counts = caches[THROTTLE_CACHE]
+    # In the database, the counts go with each test's transaction; a transactional test
+    # (database access still open here, at its teardown) commits them, so they are cleared.
+    marker = request.node.get_closest_marker("django_db")
+    clear_counts = not isinstance(counts, DatabaseCache) or bool(
+        marker and marker.kwargs.get("transaction")
+    )
     cache.clear()
+    if not isinstance(counts, DatabaseCache):
+        counts.clear()
     yield
     cache.clear()
+    if clear_counts:
+        counts.clear()
+    auth_failures._seen_failing.clear()
     served._pending.clear()
 
 

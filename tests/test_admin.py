@@ -2,6 +2,7 @@
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from tests.conftest import connect_org, make_staff, store_under_lost_key
@@ -91,6 +92,34 @@ def test_blank_secret_keeps_the_stored_one_and_a_new_one_replaces_it(superuser_c
     superuser_client.post(url, integration_form(client_secret="second-secret"))
     created.refresh_from_db()
     assert created.client_secret == "second-secret"
+
+
+def test_production_refuses_to_save_a_plain_http_provider_url(superuser_client, settings):
+    settings.PRODUCTION = True
+    url = reverse("admin:tokens_integration_add")
+    response = superuser_client.post(
+        url, integration_form(token_url="http://provider.example.com/v1/access_token")
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["token_url"]
+    assert "Production refuses plain http to another machine" in errors["token_url"][0]
+    assert not Integration.objects.exists()
+    # http to this machine (a local proxy, the fake provider) stays allowed.
+    loopback = integration_form(
+        authorize_url="http://127.0.0.1:8765/v1/authorize",
+        token_url="http://localhost:8765/v1/access_token",
+    )
+    assert superuser_client.post(url, loopback).status_code == 302
+
+
+def test_plain_http_provider_urls_are_refused_by_the_model_in_production(settings, integration):
+    settings.PRODUCTION = True
+    integration.userinfo_url = "http://203.0.113.9/v1/people/me"
+    integration.revocation_url = "http://[::1]:9/revoke"  # loopback: allowed
+    with pytest.raises(ValidationError) as refused:
+        integration.full_clean()
+    assert list(refused.value.message_dict) == ["userinfo_url"]
 
 
 def test_new_integration_needs_a_secret(superuser_client):

@@ -285,6 +285,25 @@ def test_repeated_failures_from_one_address_get_429(client, connected_org, key, 
     assert get_token(client, "acme", key, REMOTE_ADDR="198.51.100.8").status_code == 200
 
 
+def test_a_throttled_caller_behind_a_counted_proxy_does_not_block_another(
+    client, connected_org, key, settings
+):
+    settings.TOKEN_CONSOLE = {
+        **settings.TOKEN_CONSOLE,
+        "TRUSTED_PROXY_COUNT": 1,
+        "API_AUTH_FAILURE_LIMIT": 3,
+    }
+
+    def via_proxy(api_key: str, caller: str) -> int:  # every request comes from the proxy
+        return get_token(
+            client, "acme", api_key, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=caller
+        ).status_code
+
+    assert [via_proxy("tc_wrong", "203.0.113.5") for _ in range(3)] == [401] * 3
+    assert via_proxy(key, "203.0.113.5") == 429
+    assert via_proxy(key, "198.51.100.7") == 200
+
+
 def test_served_tokens_are_counted_per_hour_without_a_write_per_request(
     client, frozen_clock, connected_org, api_client_and_key, django_assert_max_num_queries
 ):

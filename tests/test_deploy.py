@@ -1,5 +1,6 @@
 """Production settings: `check --deploy` is clean with a production environment, the
-console refuses to start without its secrets, and static files are served by WhiteNoise."""
+console refuses to start without its secrets or with unsafe ones (DEBUG, a short key, an
+uncounted proxy, plain http to a provider), and static files are served by WhiteNoise."""
 
 import os
 import secrets
@@ -9,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from django.core import checks
 from django.test import Client
 
 from tokenconsole.deployment import proxy_ssl_header
+from tokens.models import Integration
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +24,9 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "DATABASE_", "REDIS_", "SECURE_", "REQUIRE_"))
+        if not key.startswith(
+            ("DJANGO_", "DATABASE_", "REDIS_", "SECURE_", "REQUIRE_", "TRUSTED_", "TOKEN_CONSOLE_")
+        )
     }
     env.update(
         DJANGO_ENV="production",
@@ -33,6 +38,7 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         CSRF_TRUSTED_ORIGINS="https://console.example.com",
         CONSOLE_BASE_URL="https://console.example.com",
         SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO",
+        TRUSTED_PROXY_COUNT="1",  # the one TLS proxy (docs/operations.md)
         DATABASE_URL=f"sqlite:///{tmp_path / 'deploy.sqlite3'}",
         STATIC_ROOT=str(tmp_path / "static"),
     )
@@ -80,6 +86,55 @@ def test_production_refuses_wildcard_hosts(tmp_path):
     result = check_deploy(production_env(tmp_path, ALLOWED_HOSTS="*"))
     assert result.returncode != 0
     assert "refuses ALLOWED_HOSTS=*" in result.stderr
+
+
+def test_production_refuses_debug(tmp_path):
+    env = production_env(tmp_path, DEBUG="true")  # what the .env of `make run` says
+    result = check_deploy(env)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "DJANGO_ENV=production refuses DEBUG=true" in output
+    assert env["SECRET_KEY"] not in output
+
+
+def test_production_refuses_a_secret_key_shorter_than_50_characters(tmp_path):
+    short = secrets.token_urlsafe(50)[:49]
+    result = check_deploy(production_env(tmp_path, SECRET_KEY=short))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "refuses a SECRET_KEY shorter than 50 characters" in output
+    assert short not in output
+    assert check_deploy(production_env(tmp_path, SECRET_KEY=short + "x")).returncode == 0
+
+
+def test_production_refuses_a_proxy_whose_hops_are_not_counted(tmp_path):
+    result = check_deploy(production_env(tmp_path, TRUSTED_PROXY_COUNT="0"))
+    assert result.returncode != 0
+    assert "needs TRUSTED_PROXY_COUNT set" in result.stderr
+    assert "usually TRUSTED_PROXY_COUNT=1" in result.stderr
+
+
+def test_check_deploy_flags_a_plain_http_console_base_url(tmp_path):
+    result = check_deploy(production_env(tmp_path, CONSOLE_BASE_URL="http://console.example.com"))
+    assert result.returncode != 0
+    assert "tokens.W003" in result.stderr
+    assert "CONSOLE_BASE_URL is plain http (http://console.example.com)" in result.stderr
+
+
+@pytest.mark.django_db
+def test_check_deploy_refuses_a_stored_plain_http_provider_url_in_production(settings, integration):
+    # Stored before the rule (or by a direct update): the fake provider's other URLs are
+    # loopback http, which is allowed.
+    Integration.objects.filter(pk=integration.pk).update(
+        token_url="http://provider.example.com/v1/access_token"
+    )
+    settings.PRODUCTION = True
+    found = [m for m in checks.run_checks(include_deployment_checks=True) if m.id == "tokens.E006"]
+    assert [(m.level, "token_url" in m.msg) for m in found] == [(checks.ERROR, True)]
+    settings.PRODUCTION = False
+    assert not [
+        m for m in checks.run_checks(include_deployment_checks=True) if m.id == "tokens.E006"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -106,6 +106,7 @@ def test_demo_console_connects_by_clicking_and_stops_on_ctrl_c(console_env):
     base = f"http://127.0.0.1:{web_port}"
     console_env["CONSOLE_BASE_URL"] = base
     manage(console_env, "migrate", "--no-input")
+    manage(console_env, "createcachetable")
     created = manage(console_env, "ensure_admin")
     password = re.search(r"password (\S+)", created)[1]
     assert "An admin account exists" in manage(console_env, "ensure_admin")

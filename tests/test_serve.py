@@ -49,6 +49,7 @@ def test_serve_runs_granian_with_static_files_and_stops_on_ctrl_c(tmp_path):
     # The steps of `make serve`, in its order.
     assert "no issues" in manage(env, "check", "--deploy", "--fail-level", "WARNING")
     manage(env, "migrate", "--no-input")
+    manage(env, "createcachetable")
     manage(env, "collectstatic", "--no-input")
     manage(env, "setup_schedules")
     key = manage(env, "shell", "-c", SEED).split()[-1]

@@ -6,12 +6,19 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from tokenconsole.deployment import is_production, proxy_ssl_header, require_production_settings
+from tokenconsole.deployment import (
+    is_production,
+    proxy_ssl_header,
+    require_production_settings,
+    require_trusted_proxies,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# Written by `make run` (scripts/init_env.py), owner-only; tokens.W002 warns otherwise.
+ENV_FILE = BASE_DIR / ".env"
+environ.Env.read_env(ENV_FILE, overwrite=False)
 
 # DJANGO_ENV=production switches on https-only defaults (secure cookies, SSL redirect,
 # HSTS, 2FA for staff, hashed static files) and refuses to start without the secrets.
@@ -29,7 +36,10 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 
 if PRODUCTION:
     require_production_settings(
-        secret_key=SECRET_KEY, encryption_keys=FIELD_ENCRYPTION_KEYS, hosts=ALLOWED_HOSTS
+        secret_key=SECRET_KEY,
+        encryption_keys=FIELD_ENCRYPTION_KEYS,
+        hosts=ALLOWED_HOSTS,
+        debug=DEBUG,
     )
 
 # https: on by default in production only, so `make run` keeps working on plain http.
@@ -118,9 +128,9 @@ TEMPLATES = [
     },
 ]
 
-# Local state (the SQLite file) lives in var/, which git ignores.
+# Local state (the SQLite file) lives in var/, which git ignores; only its owner may enter.
 VAR_DIR = BASE_DIR / "var"
-VAR_DIR.mkdir(exist_ok=True)
+VAR_DIR.mkdir(mode=0o700, exist_ok=True)
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
@@ -228,14 +238,27 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
-# The cache holds only the token API's failed-authentication counts. Per process
-# without Redis; shared by every web process with it.
+# The default cache is per process without Redis (django-q2's ORM broker keeps its stats
+# there). The token API's failed-authentication counts must be shared by every web process
+# (`make serve` runs two): in Redis when it is configured, else in a database table that
+# `manage.py createcachetable` makes (make run, demo and serve run it; so do the tests).
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    )
+    ),
+    "api_throttle": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {
+            "BACKEND": "tokens.cache.CountingDatabaseCache",
+            "LOCATION": "tokens_api_throttle",
+            # Django culls a third of the table when it is full: high, so many addresses
+            # failing at once cannot wipe the counts of the others.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    ),
 }
 
 # Every knob of the app itself, with defaults, lives in tokens/conf.py; this dict
@@ -247,6 +270,10 @@ TOKEN_CONSOLE = {
 }
 # How many reverse proxies in front of the console append to X-Forwarded-For (0: none).
 TOKEN_CONSOLE.setdefault("TRUSTED_PROXY_COUNT", env.int("TRUSTED_PROXY_COUNT", default=0))
+if PRODUCTION:
+    require_trusted_proxies(
+        ssl_header=SECURE_PROXY_SSL_HEADER, proxy_count=TOKEN_CONSOLE["TRUSTED_PROXY_COUNT"]
+    )
 
 # Logging. Every handler carries the redaction filter (tokens/logs.py), so no logger, ours
 # or a library's, can write a token, API key or client secret. LOG_FORMAT=json writes one

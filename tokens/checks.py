@@ -1,5 +1,7 @@
 """System checks for misconfiguration that would otherwise fail late."""
 
+from pathlib import Path
+
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
@@ -9,6 +11,7 @@ from .apikeys import networks_parse
 from .conf import app_settings
 from .exceptions import EncryptionKeyError
 from .fields import SETTING, configured_keys, validate_keys
+from .oauth import plain_http_off_loopback
 
 
 @checks.register(checks.Tags.security)
@@ -127,6 +130,72 @@ def check_metrics_networks(app_configs, **kwargs) -> list[checks.CheckMessage]:
                 f"METRICS_ALLOWED_NETWORKS: {exc}",
                 hint="Set TOKEN_CONSOLE_METRICS_ALLOWED_NETWORKS, e.g. '127.0.0.1/32 10.0.0.0/8'.",
                 id="tokens.E004",
+            )
+        ]
+    return []
+
+
+@checks.register(checks.Tags.security)
+def check_private_files(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """The SQLite database (sessions, API client hashes) and .env (the keys) are owner-only."""
+    exposed = [str(path) for path in _private_files() if path.stat().st_mode & 0o077]
+    if not exposed:
+        return []
+    return [
+        checks.Warning(
+            f"Other users of this machine can read or write {', '.join(exposed)}: they hold "
+            "the admin sessions, API client hashes and the keys that decrypt every token.",
+            hint=f"Run: chmod 600 {' '.join(exposed)}",
+            id="tokens.W004",
+        )
+    ]
+
+
+def _private_files() -> list[Path]:
+    """The existing .env and SQLite database files (with their -wal and -shm)."""
+    candidates = [Path(settings.ENV_FILE)] if getattr(settings, "ENV_FILE", None) else []
+    database = settings.DATABASES["default"]
+    name = str(database.get("NAME") or "")
+    if database["ENGINE"].endswith("sqlite3") and name and not name.startswith((":", "file:")):
+        candidates += [Path(name + suffix) for suffix in ("", "-wal", "-shm")]
+    return [path for path in candidates if path.exists()]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_provider_urls(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """In production, no integration sends its secrets over plain http to another machine."""
+    if not getattr(settings, "PRODUCTION", False):
+        return []
+    from .models import PROVIDER_URL_FIELDS, Integration  # models load after the checks
+
+    try:
+        integrations = list(Integration.objects.only("name", *PROVIDER_URL_FIELDS))
+    except DatabaseError:
+        return []  # not migrated yet (`make serve` checks first): nothing stored to check
+    return [
+        checks.Error(
+            f"Integration {integration.name!r}: {name} is plain http to another machine, "
+            "so client secrets and tokens would cross the network in clear.",
+            hint="Change it to https:// in the admin (Integrations).",
+            id="tokens.E006",
+        )
+        for integration in integrations
+        for name in PROVIDER_URL_FIELDS
+        if plain_http_off_loopback(getattr(integration, name))
+    ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_console_base_url_https(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """In production, the OAuth callback (built from CONSOLE_BASE_URL) must be https."""
+    base = getattr(settings, "CONSOLE_BASE_URL", "")
+    if getattr(settings, "PRODUCTION", False) and plain_http_off_loopback(base):
+        return [
+            checks.Warning(
+                f"CONSOLE_BASE_URL is plain http ({base}): the provider would send each "
+                "authorization code to the console in clear.",
+                hint="Set CONSOLE_BASE_URL to the https:// address the proxy serves.",
+                id="tokens.W003",
             )
         ]
     return []

@@ -21,6 +21,10 @@ def fingerprint(secret: str) -> str:
     return digest[: app_settings.FINGERPRINT_LENGTH]
 
 
+# The provider endpoints an integration stores; the client secret and tokens travel to them.
+PROVIDER_URL_FIELDS = ("authorize_url", "token_url", "userinfo_url", "revocation_url")
+
+
 class Integration(models.Model):
     """One OAuth client registration at a provider."""
 
@@ -73,6 +77,19 @@ class Integration(models.Model):
     def is_webex(self) -> bool:
         """Whether Webex token and org-id conventions apply."""
         return self.provider == "webex"
+
+    def clean(self) -> None:
+        """In production, refuse provider URLs that would send secrets over plain http."""
+        if not getattr(settings, "PRODUCTION", False):
+            return
+        errors = {
+            name: "Production refuses plain http to another machine: use https:// "
+            "(http is allowed only to localhost)."
+            for name in PROVIDER_URL_FIELDS
+            if oauth.plain_http_off_loopback(getattr(self, name))
+        }
+        if errors:
+            raise ValidationError(errors)
 
     def apply_preset_defaults(self) -> None:
         """Fill blank URLs and scopes from the provider preset; set values stay as they are."""

@@ -6,6 +6,7 @@ error becomes a ProviderError subclass whose message holds no secret.
 
 import base64
 import hashlib
+import ipaddress
 import re
 import secrets
 import threading
@@ -36,6 +37,21 @@ REVOKE_RFC7009 = "rfc7009"
 _DESCRIPTION_MAX = 300
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _local = threading.local()
+
+
+def plain_http_off_loopback(url: str) -> bool:
+    """Whether the URL is plain http to another machine: what it carries crosses a network
+    in clear. http to localhost or a loopback address (a local proxy, the tests) is not."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a host name other than localhost
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,22 @@
 """Failed API authentications per source address: 429 once there were too many.
 
-The counts live in Django's cache (per process without Redis, shared with it). So that
-a good request does not pay a cache round trip, each process remembers which addresses
-it has itself seen fail, and asks the cache only about those. An address failing
-everywhere is therefore blocked at most one failure per web process late.
+The counts live in the "api_throttle" cache, which every process shares: Redis when it
+is configured, else a database table (tokens.cache). So that a good request does not pay
+a cache round trip, each process remembers which addresses it has itself seen fail, and
+asks the cache only about those. An address failing everywhere is therefore blocked at
+most one failure per web process late.
 """
 
 import threading
 import time
 
-from django.core.cache import cache
+from django.core.cache import caches
 
 from .conf import app_settings
 
 _MAX_REMEMBERED = 10_000
+# The alias in settings.CACHES that holds the counts.
+THROTTLE_CACHE = "api_throttle"
 
 
 class AuthFailureThrottle:
@@ -32,18 +35,20 @@ class AuthFailureThrottle:
         if forget_at < time.monotonic():
             self._seen_failing.pop(name, None)
             return False
-        return cache.get(self._cache_key(name), 0) >= app_settings.API_AUTH_FAILURE_LIMIT
+        counts = caches[THROTTLE_CACHE]
+        return counts.get(self._cache_key(name), 0) >= app_settings.API_AUTH_FAILURE_LIMIT
 
     def failed(self, address: str | None) -> None:
         """Count one failed authentication from the address."""
         name = address or "unknown"
         window = app_settings.API_AUTH_FAILURE_WINDOW
         key = self._cache_key(name)
-        if not cache.add(key, 1, timeout=window):
+        counts = caches[THROTTLE_CACHE]
+        if not counts.add(key, 1, timeout=window):
             try:
-                cache.incr(key)
+                counts.incr(key)  # atomic, and keeps the window's end
             except ValueError:  # it expired between add and incr
-                cache.add(key, 1, timeout=window)
+                counts.add(key, 1, timeout=window)
         with self._lock:
             if len(self._seen_failing) >= _MAX_REMEMBERED:
                 now = time.monotonic()
