@@ -138,6 +138,35 @@ class Org(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        """Refuse a provider org id that another org of the same integration is bound to."""
+        other = self.bound_elsewhere()
+        if other is not None:
+            raise ValidationError({"provider_org_id": binding_conflict_message(self, other)})
+
+    def bound_elsewhere(self) -> "Org | None":
+        """Another org of this integration bound to the same provider org id, if any.
+
+        One provider org binds one org per integration, whatever either org's status: a
+        pending (disconnected) or disabled org keeps its binding and reconnects to it, and
+        the legacy /api/token finds orgs by this id alone.
+        """
+        if not self.provider_org_id or self.integration_id is None:
+            return None
+        others = Org.objects.filter(
+            integration_id=self.integration_id, provider_org_id=self.provider_org_id
+        )
+        return others.exclude(pk=self.pk).order_by("pk").first()
+
+
+def binding_conflict_message(org: Org, other: Org) -> str:
+    """What to tell an admin whose org would share its provider org with `other`."""
+    return (
+        f"Provider org {org.provider_org_id} is already bound to org {other.slug!r} "
+        f"({other.get_status_display().lower()}) of this integration. Use a different "
+        f"provider org, or first clear the provider org id of {other.slug!r} (or delete it)."
+    )
+
 
 class Token(models.Model):
     """An org's current credential. Written only by tokens.services."""
