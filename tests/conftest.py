@@ -1,5 +1,6 @@
 """Shared fixtures: the fake provider on loopback, an injectable clock, orgs and admins."""
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -214,7 +215,12 @@ REDIRECT_URI = "http://testserver/oauth/callback/"
 
 def connect_org(org: Org, provider: FakeProvider) -> Org:
     """Connect `org` through the real code flow: authorize at the fake provider, then
-    org_connect exchanges the code (PKCE checked by the provider)."""
+    org_connect exchanges the code (PKCE checked by the provider).
+
+    Each org signs in to a provider org of its own, as separate customers do (the console
+    binds one org per provider org): the provider's org id when no other org holds it,
+    else one made from the slug. The provider's org id is put back afterwards.
+    """
     import requests
 
     from tokens import oauth, services
@@ -226,9 +232,23 @@ def connect_org(org: Org, provider: FakeProvider) -> Org:
     )
     location = requests.get(url, allow_redirects=False, timeout=5).headers["Location"]
     code = parse_qs(urlsplit(location).query)["code"][0]
-    services.org_connect(org=org, code=code, code_verifier=pkce.verifier, redirect_uri=REDIRECT_URI)
+    default_org_id = provider.org_id
+    provider.org_id = _free_provider_org_id(org, default_org_id)
+    try:
+        services.org_connect(
+            org=org, code=code, code_verifier=pkce.verifier, redirect_uri=REDIRECT_URI
+        )
+    finally:
+        provider.org_id = default_org_id
     org.refresh_from_db()
     return org
+
+
+def _free_provider_org_id(org: Org, preferred: str) -> str:
+    taken = Org.objects.filter(integration=org.integration_id, provider_org_id=preferred)
+    if not taken.exclude(pk=org.pk).exists():
+        return preferred
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"org:{org.slug}"))
 
 
 @pytest.fixture

@@ -163,6 +163,32 @@ def test_token_history_is_read_only_even_for_superusers(superuser_client, org, p
     assert TokenEvent.objects.count() == 1
 
 
+def test_a_provider_org_id_bound_to_another_org_is_refused(superuser_client, connected_org):
+    twin = Org.objects.create(
+        name="Acme again", slug="acme-2", integration=connected_org.integration
+    )
+    url = reverse("admin:tokens_org_change", args=[twin.pk])
+    form = {
+        "name": twin.name,
+        "slug": twin.slug,
+        "integration": twin.integration_id,
+        "provider_org_id": connected_org.provider_org_id,  # typed by an operator
+        "events-TOTAL_FORMS": "0",
+        "events-INITIAL_FORMS": "0",
+    }
+    response = superuser_client.post(url, form)
+    assert response.status_code == 200  # the form again, with the error
+    assert response.context["adminform"].form.errors["provider_org_id"] == [
+        f"Provider org {connected_org.provider_org_id} is already bound to org 'acme' "
+        "(connected) of this integration. Use a different provider org, or first clear the "
+        "provider org id of 'acme' (or delete it)."
+    ]
+    assert Org.objects.get(pk=twin.pk).provider_org_id == ""
+    form["provider_org_id"] = "00000000-0000-4000-8000-0000000000aa"  # a free one is kept
+    assert superuser_client.post(url, form).status_code == 302
+    assert Org.objects.get(pk=twin.pk).provider_org_id == form["provider_org_id"]
+
+
 def test_org_list_shows_status_badges(superuser_client, org):
     Org.objects.create(name="Beta", slug="beta", integration=org.integration, status="disabled")
     body = superuser_client.get(reverse("admin:tokens_org_changelist")).content.decode()

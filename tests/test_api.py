@@ -7,9 +7,12 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.hashers import get_hasher
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from tests.conftest import connect_org
 from tokens import api, services
 from tokens.models import ApiClient, Org, Token, TokenEvent, TokenServedCount
 from tokens.services.served import served_flush_in_background
@@ -452,6 +455,99 @@ def test_legacy_passphrase_is_stored_hashed(legacy_client):
     stored = ApiClient.objects.get(pk=legacy_client.pk).legacy_passphrase_hash
     assert stored.startswith(("pbkdf2_sha256$", "md5$"))  # tests use the fast MD5 hasher
     assert "correct horse" not in stored
+
+
+@pytest.fixture
+def hashes(monkeypatch) -> list[str]:
+    """Every password-hasher computation from now on (the unit a passphrase check costs)."""
+    hasher = type(get_hasher())
+    original = hasher.encode
+    computed = []
+
+    def encode(self, password, *args, **kwargs):
+        computed.append("hash")
+        return original(self, password, *args, **kwargs)
+
+    monkeypatch.setattr(hasher, "encode", encode)
+    return computed
+
+
+def legacy_cost(client, connected_org: Org, hashes: list[str], **overrides: str) -> tuple[int, int]:
+    """The status of a legacy request and the passphrase hashes it cost."""
+    before = len(hashes)
+    status = legacy_get(client, connected_org, **overrides).status_code
+    return status, len(hashes) - before
+
+
+def test_a_failed_legacy_request_costs_one_hash_whether_the_org_exists_or_not(
+    client, connected_org, legacy_client, hashes
+):
+    for name in ("ivr", "ops"):
+        services.api_client_create(
+            name=name, orgs=[connected_org], all_orgs=name == "ops", legacy_from=name,
+            legacy_passphrase=f"{name} phrase",
+        )  # fmt: skip
+    costs = {}
+    for org_id in ("00000000-0000-4000-8000-0000000000ff", connected_org.provider_org_id):
+        for sender in ("flow-designer", "ops", "nobody"):
+            costs[org_id, sender] = legacy_cost(
+                client, connected_org, hashes, HTTP_X_ORGANIZATION_ID=org_id,
+                HTTP_X_FROM=sender, HTTP_X_API_PHRASE=f"wrong for {org_id} {sender}",
+            )  # fmt: skip
+    assert set(costs.values()) == {(401, 1)}, costs
+
+
+def test_a_legacy_passphrase_is_hashed_once_then_remembered(
+    client, connected_org, legacy_client, hashes
+):
+    assert legacy_cost(client, connected_org, hashes) == (200, 1)
+    assert legacy_cost(client, connected_org, hashes) == (200, 0)
+
+
+def test_legacy_clients_sharing_an_x_from_for_an_org_are_refused_after_one_hash(
+    client, connected_org, legacy_client, hashes, caplog
+):
+    twin, _ = services.api_client_create(
+        name="twin", orgs=[connected_org], legacy_from="twin-flow", legacy_passphrase="other"
+    )
+    ApiClient.objects.filter(pk=twin.pk).update(legacy_from="flow-designer")  # old data
+    assert legacy_cost(client, connected_org, hashes) == (401, 1)
+    assert "'sample flow', 'twin' share one X-From" in caplog.text
+
+
+def test_a_legacy_x_from_cannot_be_shared_by_clients_of_one_org(connected_org, legacy_client):
+    with pytest.raises(ValidationError, match="'sample flow' has this X-From"):
+        services.api_client_create(
+            name="ops", all_orgs=True, legacy_from="flow-designer", legacy_passphrase="p"
+        )
+    assert not ApiClient.objects.filter(name="ops").exists()
+
+
+def test_legacy_endpoint_answers_409_rather_than_guess_between_two_bound_orgs(
+    client, connected_org, integration, provider, legacy_client
+):
+    other = connect_org(
+        Org.objects.create(name="Other", slug="other", integration=integration), provider
+    )
+    # Two orgs bound to one provider org id: old data, from before connect refused it.
+    Org.objects.filter(pk=other.pk).update(provider_org_id=connected_org.provider_org_id)
+    services.api_client_create(
+        name="ops", all_orgs=True, legacy_from="ops", legacy_passphrase="ops phrase"
+    )
+    services.api_client_create(
+        name="other flow", orgs=[other], legacy_from="other-flow", legacy_passphrase="o phrase"
+    )
+    response = legacy_get(client, connected_org, HTTP_X_FROM="ops", HTTP_X_API_PHRASE="ops phrase")
+    assert response.status_code == 409
+    assert response.json()["error"] == "ambiguous_org"
+    assert b"access_token" not in response.content
+    # A client that may read only one of the two is not in doubt.
+    tokens = {org: Token.objects.get(org=org).access_token for org in (connected_org, other)}
+    assert legacy_get(client, connected_org).json() == {"access_token": tokens[connected_org]}
+    response = legacy_get(
+        client, connected_org, HTTP_X_FROM="other-flow", HTTP_X_API_PHRASE="o phrase"
+    )
+    assert response.json() == {"access_token": tokens[other]}
 
 
 # Secrets ------------------------------------------------------------------------------------

@@ -55,6 +55,30 @@ def test_legacy_headers_need_both_from_and_passphrase(superuser_client, connecte
     assert not ApiClient.objects.exists()
 
 
+def test_a_legacy_x_from_another_client_uses_for_the_org_is_refused(
+    superuser_client, connected_org
+):
+    services.api_client_create(
+        name="ops", all_orgs=True, legacy_from="flow", legacy_passphrase="phrase-0"
+    )
+    response = add_client(
+        superuser_client, connected_org, legacy_from="flow", legacy_passphrase="phrase-1"
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["legacy_from"] == [
+        "API client 'ops' has this X-From and may read one of the same orgs, so /api/token "
+        "could not tell the two apart. Choose another X-From."
+    ]
+    assert not ApiClient.objects.filter(name="flows").exists()
+    assert (
+        add_client(
+            superuser_client, connected_org, legacy_from="flow-2", legacy_passphrase="p"
+        ).status_code
+        == 200
+    )
+    assert ApiClient.objects.get(name="flows").legacy_from == "flow-2"
+
+
 def test_passphrase_is_write_only_and_kept_when_left_blank(superuser_client, connected_org):
     add_client(superuser_client, connected_org, legacy_from="flow", legacy_passphrase="phrase-1")
     api_client = ApiClient.objects.get()

@@ -271,6 +271,31 @@ def test_reconnect_into_another_provider_org_is_refused(operator_client, org, pr
     assert TokenEvent.objects.filter(org=org).first().error_code == "org_mismatch"
 
 
+def test_a_second_org_signing_in_to_a_bound_provider_org_is_refused(operator_client, org, provider):
+    connect(operator_client, org)
+    bound = snapshot(org)
+    twin = Org.objects.create(name="Acme again", slug="acme-2", integration=org.integration)
+    response = connect(operator_client, twin)  # the same Webex org signs in again
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:tokens_org_change", args=[twin.pk])
+    assert any(
+        f"Provider org {provider.org_id} is already bound to org 'acme'" in text
+        for text in messages_of(response)
+    )
+    assert snapshot(twin) == (Org.Status.PENDING, "", None)
+    assert snapshot(org) == bound
+    event = TokenEvent.objects.get(org=twin)
+    assert (event.kind, event.outcome, event.error_code) == (
+        "connect_failed",
+        "failure",
+        "org_conflict",
+    )
+    assert "'acme'" in event.message
+    token = Token.objects.get(org=org)
+    for secret in (token.access_token, token.refresh_token, provider.client_secret):
+        assert secret not in event.message
+
+
 def test_unknown_org_is_404(operator_client, db):
     response = operator_client.get(reverse("tokens:oauth-connect", args=["no-such-org"]))
     assert response.status_code == 404

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -47,6 +48,15 @@ class ApiClientForm(forms.ModelForm):
             self.add_error("legacy_passphrase", "Legacy access needs both X-From and X-API-Phrase.")
         if cleaned.get("legacy_passphrase") and not cleaned.get("legacy_from"):
             self.add_error("legacy_from", "Legacy access needs both X-From and X-API-Phrase.")
+        try:
+            services.api_client_legacy_from_check(
+                legacy_from=cleaned.get("legacy_from") or "",
+                all_orgs=bool(cleaned.get("all_orgs")),
+                orgs=list(cleaned.get("orgs") or []),
+                exclude_pk=self.instance.pk,
+            )
+        except ValidationError as exc:
+            self.add_error(None, exc)
         return cleaned
 
 

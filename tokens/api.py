@@ -8,6 +8,7 @@ client's scope together), and writes nothing per request.
 """
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from .providers import normalise_org_id
 from .selectors import ApiOrgToken
 from .throttle import auth_failures
 
+logger = logging.getLogger(__name__)
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 _SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 _HEADER_MAX = 256
@@ -113,11 +115,16 @@ def legacy_token(request: HttpRequest) -> HttpResponse:
     if not all(headers) or any(len(value) > _HEADER_MAX for value in headers):
         _auth_failed(address)
     provider_org_id, sender, passphrase = headers
-    org = _legacy_org(provider_org_id)
-    client = _legacy_client(org, sender, passphrase) if org else None
-    if org is None or client is None:
+    match = selectors.api_legacy_lookup(
+        provider_org_id=normalise_org_id(provider_org_id) or provider_org_id, sender=sender
+    )
+    client = _legacy_client(match.clients, passphrase)
+    if client is None:
         _auth_failed(address)
     _check_network(client.allowed_networks, address)
+    org = _legacy_org(client, match.orgs)
+    if org is None:
+        _auth_failed(address)
     record = _usable(selectors.api_org_token(org=org))
     body = {"access_token": record.access_token}
     return _served(request, record, client.pk, client.last_used_at, body)
@@ -221,20 +228,36 @@ def _served(
     return JsonResponse(body)
 
 
-def _legacy_org(provider_org_id: str) -> Org | None:
-    """The org the sample's X-Organization-Id names (a UUID, or Webex's base64 org id)."""
-    normalised = normalise_org_id(provider_org_id) or provider_org_id
-    return Org.objects.filter(provider_org_id=normalised).order_by("pk").first()
+def _legacy_client(candidates: list[ApiClient], passphrase: str) -> ApiClient | None:
+    """The client whose passphrase this is, at the cost of one passphrase hash at most.
+
+    Only one candidate is ever checked, so a failure costs the same whether the org id,
+    the X-From or several clients exist. Several clients sharing the X-From for the org
+    (old data: the admin refuses it now) are refused rather than tried one by one.
+    """
+    if len(candidates) > 1:
+        logger.warning(
+            "legacy /api/token refused: API clients %s share one X-From for this org; "
+            "give each its own X-From",
+            ", ".join(repr(client.name) for client in candidates),
+        )
+    client = candidates[0] if len(candidates) == 1 else None
+    stored = client.legacy_passphrase_hash if client else ""
+    return client if apikeys.passphrase_matches(passphrase, stored) else None
 
 
-def _legacy_client(org: Org, sender: str, passphrase: str) -> ApiClient | None:
-    candidates = ApiClient.objects.filter(revoked_at__isnull=True).exclude(legacy_from="")
-    candidates = candidates.filter(all_orgs=True) | candidates.filter(orgs=org)
-    for client in candidates.distinct():
-        from_matches = apikeys.constant_time_equal(client.legacy_from, sender)
-        if apikeys.passphrase_matches(passphrase, client.legacy_passphrase_hash) and from_matches:
-            return client
-    return None
+def _legacy_org(client: ApiClient, orgs: list[Org]) -> Org | None:
+    """The one org the client may read among those bound to the requested provider org id."""
+    readable = selectors.api_legacy_readable(client=client, orgs=orgs)
+    if len(readable) > 1:
+        raise ApiError(
+            409,
+            "ambiguous_org",
+            f"{len(readable)} orgs this client may read are bound to this X-Organization-Id: "
+            "an admin must give each org its own provider org id, or narrow the client's "
+            "orgs. Or use /api/v1/orgs/<slug>/token, which names the org.",
+        )
+    return readable[0] if readable else None
 
 
 def _throttle_check(address: str | None) -> None:

@@ -12,8 +12,9 @@ import ipaddress
 import re
 import secrets
 import string
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from django.contrib.auth.hashers import check_password, make_password
 
@@ -25,6 +26,12 @@ _KEY_SHAPE = re.compile(r"tc_([a-z0-9]{8})_[A-Za-z0-9_-]{43}")
 MAX_KEY_LENGTH = 64
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Legacy passphrases this process verified lately, newest last, each kept as a digest of
+# the passphrase with its stored hash rather than as the passphrase itself.
+_VERIFIED_MAX = 1024
+_verified: OrderedDict[bytes, None] = OrderedDict()
+_verified_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -81,14 +88,30 @@ def passphrase_hash(passphrase: str) -> str:
     return make_password(passphrase)
 
 
-@lru_cache(maxsize=1024)
 def passphrase_matches(passphrase: str, stored: str) -> bool:
-    """Whether a legacy passphrase matches its stored hash (constant time).
+    """Whether a legacy passphrase matches its stored hash, with at most one hash computed.
 
-    A slow hash per request would cost the legacy endpoint milliseconds per call, so
-    each process remembers recent answers; a changed passphrase has a new stored hash.
+    A blank `stored` (no client to check against) costs one hash all the same, so that a
+    refusal takes as long whether a client was found or not. A slow hash per request would
+    cost the legacy endpoint milliseconds per call, so each process remembers passphrases
+    it verified lately (a changed passphrase has a new stored hash); only successes are
+    remembered, so failed attempts cannot push them out.
     """
-    return bool(stored) and check_password(passphrase, stored)
+    if not stored:
+        make_password(passphrase)  # the work of a check, thrown away
+        return False
+    remembered = hashlib.sha256(f"{stored}\0{passphrase}".encode()).digest()
+    with _verified_lock:
+        if remembered in _verified:
+            _verified.move_to_end(remembered)
+            return True
+    if not check_password(passphrase, stored):
+        return False
+    with _verified_lock:
+        _verified[remembered] = None
+        if len(_verified) > _VERIFIED_MAX:
+            _verified.popitem(last=False)
+    return True
 
 
 def networks_parse(text: str) -> list[Network]:

@@ -175,9 +175,13 @@ class Org(models.Model):
         return self.status in bound or Token.objects.filter(org_id=self.pk).exists()
 
     def clean(self) -> None:
-        """Refuse moving an org that holds a token to another integration."""
+        """Refuse moving an org that holds a token to another integration, and a provider
+        org id that another org of the same integration is bound to."""
         super().clean()
         self._check_integration_binding()
+        other = self.bound_elsewhere()
+        if other is not None:
+            raise ValidationError({"provider_org_id": binding_conflict_message(self, other)})
 
     def _check_integration_binding(self) -> None:
         # Its refresh token and the other integration's client secret would go to that
@@ -193,6 +197,29 @@ class Org(models.Model):
                 "org before moving it to another integration.",
                 code="integration_bound",
             )
+
+    def bound_elsewhere(self) -> "Org | None":
+        """Another org of this integration bound to the same provider org id, if any.
+
+        One provider org binds one org per integration, whatever either org's status: a
+        pending (disconnected) or disabled org keeps its binding and reconnects to it, and
+        the legacy /api/token finds orgs by this id alone.
+        """
+        if not self.provider_org_id or self.integration_id is None:
+            return None
+        others = Org.objects.filter(
+            integration_id=self.integration_id, provider_org_id=self.provider_org_id
+        )
+        return others.exclude(pk=self.pk).order_by("pk").first()
+
+
+def binding_conflict_message(org: Org, other: Org) -> str:
+    """What to tell an admin whose org would share its provider org with `other`."""
+    return (
+        f"Provider org {org.provider_org_id} is already bound to org {other.slug!r} "
+        f"({other.get_status_display().lower()}) of this integration. Use a different "
+        f"provider org, or first clear the provider org id of {other.slug!r} (or delete it)."
+    )
 
 
 class Token(models.Model):

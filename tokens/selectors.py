@@ -160,6 +160,58 @@ def api_org_token(*, org: Org, in_scope: bool = True) -> ApiOrgToken:
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class LegacyMatch:
+    """What the legacy /api/token headers name, before the passphrase is checked."""
+
+    orgs: list[Org]  # every org bound to the provider org id (old data may hold several)
+    clients: list[ApiClient]  # active clients with this X-From that may read one of them
+
+
+def api_legacy_lookup(*, provider_org_id: str, sender: str) -> LegacyMatch:
+    """The orgs of a provider org id and the legacy clients of an X-From that may read them.
+
+    Cheap on purpose: the clients are found by X-From, not by trying each one's slow
+    passphrase hash, so the caller checks one passphrase at most.
+    """
+    orgs = list(Org.objects.filter(provider_org_id=provider_org_id).order_by("pk"))
+    clients = (
+        ApiClient.objects.filter(revoked_at__isnull=True, legacy_from=sender)
+        .exclude(legacy_passphrase_hash="")
+        .filter(Q(all_orgs=True) | Q(orgs__in=orgs))
+        .distinct()
+        .order_by("pk")
+    )
+    return LegacyMatch(orgs=orgs, clients=list(clients))
+
+
+def api_legacy_readable(*, client: ApiClient, orgs: list[Org]) -> list[Org]:
+    """Those of `orgs` the client may read."""
+    if client.all_orgs or len(orgs) < 2:  # one org: the client was found through it
+        return orgs
+    in_scope = set(client.orgs.filter(pk__in=[o.pk for o in orgs]).values_list("pk", flat=True))
+    return [org for org in orgs if org.pk in in_scope]
+
+
+def api_client_legacy_overlap(
+    *, legacy_from: str, all_orgs: bool, orgs: list[Org], exclude_pk: int | None
+) -> ApiClient | None:
+    """An active client with the same legacy X-From that may read one of the same orgs.
+
+    Such a pair would make /api/token guess which passphrase to check: it checks one.
+    """
+    if not legacy_from:
+        return None
+    others = (
+        ApiClient.objects.filter(revoked_at__isnull=True, legacy_from=legacy_from)
+        .exclude(legacy_passphrase_hash="")
+        .exclude(pk=exclude_pk)
+    )
+    if not all_orgs:
+        others = others.filter(Q(all_orgs=True) | Q(orgs__in=orgs))
+    return others.distinct().order_by("pk").first()
+
+
 def _aware(value: datetime | str | None) -> datetime | None:
     """A raw cursor's datetime as an aware UTC datetime (SQLite hands back text)."""
     if value is None or (isinstance(value, datetime) and value.tzinfo is not None):

@@ -4,6 +4,7 @@ nothing else writes a Token, and each write is one transaction with its TokenEve
 from .api_clients import (
     api_client_create,
     api_client_key_assign,
+    api_client_legacy_from_check,
     api_client_legacy_passphrase_set,
     api_client_revoke,
     api_client_touch,
@@ -24,6 +25,7 @@ __all__ = [
     "SeedImport",
     "api_client_create",
     "api_client_key_assign",
+    "api_client_legacy_from_check",
     "api_client_legacy_passphrase_set",
     "api_client_revoke",
     "api_client_touch",

@@ -4,10 +4,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
-from tokens import apikeys, clock
+from tokens import apikeys, clock, selectors
 from tokens.conf import app_settings
 from tokens.models import ApiClient, Org
 
@@ -27,7 +28,8 @@ def api_client_create(
 ) -> tuple[ApiClient, str]:
     """Create an API client and return it with its key, which is never stored or shown again.
 
-    Raises ValidationError for a duplicate name or a bad network.
+    Raises ValidationError for a duplicate name, a bad network, or a legacy X-From that
+    another client may use for one of the same orgs.
     """
     client = ApiClient(
         name=name,
@@ -39,9 +41,31 @@ def api_client_create(
     key = api_client_key_assign(client=client)
     api_client_legacy_passphrase_set(client=client, passphrase=legacy_passphrase)
     client.full_clean()
+    orgs = list(orgs)
+    api_client_legacy_from_check(
+        legacy_from=legacy_from, all_orgs=all_orgs, orgs=orgs, exclude_pk=None
+    )
     client.save()
     client.orgs.set(orgs)
     return client, key
+
+
+def api_client_legacy_from_check(
+    *, legacy_from: str, all_orgs: bool, orgs: list[Org], exclude_pk: int | None
+) -> None:
+    """Raise ValidationError when another active client with this legacy X-From may read
+    one of the same orgs: /api/token checks one passphrase, so it must find one client."""
+    other = selectors.api_client_legacy_overlap(
+        legacy_from=legacy_from, all_orgs=all_orgs, orgs=orgs, exclude_pk=exclude_pk
+    )
+    if other is not None:
+        raise ValidationError(
+            {
+                "legacy_from": f"API client {other.name!r} has this X-From and may read one "
+                "of the same orgs, so /api/token could not tell the two apart. Choose "
+                "another X-From."
+            }
+        )
 
 
 def api_client_key_assign(*, client: ApiClient) -> str:

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from tokens import alerts, oauth
 from tokens.exceptions import ConnectError, ProviderError
-from tokens.models import Integration, Org, Token, TokenEvent
+from tokens.models import Integration, Org, Token, TokenEvent, binding_conflict_message
 from tokens.providers import decode_webex_org_id, parse_webex_access_token
 
 from .events import acting_user, token_event_record
@@ -95,13 +95,14 @@ def _store_connection(
                 f"{org} was moved to another integration meanwhile: connect it again.",
                 error_code="integration_changed",
             )
+        locked.provider_org_id = identity.org_id or locked.provider_org_id
+        _check_binding_unique(locked)
         was_needing_reconnect = locked.status == Org.Status.NEEDS_RECONNECT
         token = token_store_answer(
             locked, answer, existing=existing, integration_id=org.integration_id
         )
         locked.status = Org.Status.CONNECTED
         locked.status_reason = ""
-        locked.provider_org_id = identity.org_id or locked.provider_org_id
         locked.cluster_id = identity.cluster_id or locked.cluster_id
         locked.connected_at = token.obtained_at
         locked.connected_by = acting_user(actor)
@@ -183,6 +184,19 @@ def _check_org_binding(org: Org, identity: ProviderIdentity) -> None:
             "org's provider org id first to bind it to another one.",
             error_code="org_mismatch",
         )
+
+
+def _check_binding_unique(org: Org) -> None:
+    """Refuse to bind a second org of the integration to the same provider org.
+
+    Call under the org's lock. The integration's row is locked too, so two of its orgs
+    connecting to one provider org at the same time are checked one after the other
+    (refreshes only update that row, after their own org locks: the order is the same).
+    """
+    Integration.objects.select_for_update(no_key=True).only("pk").get(pk=org.integration_id)
+    other = org.bound_elsewhere()
+    if other is not None:
+        raise ConnectError(binding_conflict_message(org, other), error_code="org_conflict")
 
 
 def _record_connect_failure(
