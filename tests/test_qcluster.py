@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from django.core import checks
+from django.test import override_settings
 from django_q.models import Success
 from django_q.tasks import async_task
 
@@ -155,3 +157,12 @@ def test_qcluster_killed_outright_takes_its_cluster_with_it(qcluster):
     process.kill()
     process.wait()
     assert_cluster_gone(leader)
+
+
+@override_settings(TOKEN_CONSOLE={"REFRESH_LEASE": 60, "CLUSTER_STOP_TIMEOUT": 60})
+def test_a_stop_timeout_not_below_the_refresh_lease_fails_the_system_check():
+    warnings = [m for m in checks.run_checks() if m.id == "tokens.W002"]
+    assert len(warnings) == 1
+    assert "CLUSTER_STOP_TIMEOUT (60 s) is not below REFRESH_LEASE (60 s)" in warnings[0].msg
+    with override_settings(TOKEN_CONSOLE={"REFRESH_LEASE": 60, "CLUSTER_STOP_TIMEOUT": 50}):
+        assert not [m for m in checks.run_checks() if m.id == "tokens.W002"]
