@@ -78,8 +78,10 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "axes",
-    "django_q",
+    # Before django_q: the first app wins a command name, and tokens' `qcluster` (which
+    # stops on SIGTERM, unlike django-q2's, issue #346) must win.
     "tokens",
+    "django_q",
 ]
 
 MIDDLEWARE = [

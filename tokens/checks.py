@@ -199,3 +199,21 @@ def check_console_base_url_https(app_configs, **kwargs) -> list[checks.CheckMess
             )
         ]
     return []
+
+
+@checks.register()
+def check_cluster_stop_timeout(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """qcluster must stop within REFRESH_LEASE, which supervisors are told to wait for."""
+    stop, lease = app_settings.CLUSTER_STOP_TIMEOUT, app_settings.REFRESH_LEASE
+    if stop >= lease:
+        return [
+            checks.Warning(
+                f"CLUSTER_STOP_TIMEOUT ({stop:g} s) is not below REFRESH_LEASE ({lease:g} s): "
+                "a stopping qcluster may outlast its supervisor's grace period and be "
+                "killed mid-refresh.",
+                hint="Set TOKEN_CONSOLE_CLUSTER_STOP_TIMEOUT below REFRESH_LEASE "
+                "(docs/workers.md).",
+                id="tokens.W005",
+            )
+        ]
+    return []

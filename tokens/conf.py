@@ -54,6 +54,10 @@ DEFAULTS: dict[str, Any] = {
     "REFRESH_EXPIRY_WARNING_DAYS": 14,
     # Seconds `runconsole` waits for the web server and cluster to stop before killing them.
     "PROCESS_STOP_TIMEOUT": 5.0,
+    # Seconds `qcluster` gives its workers after SIGTERM to finish the task in hand (a
+    # refresh in flight completes) before it kills them. Keep it below REFRESH_LEASE, so
+    # a stop ends within a lease; a supervisor must wait longer than REFRESH_LEASE.
+    "CLUSTER_STOP_TIMEOUT": 50.0,
     # Characters of the SHA-256 hex digest kept as a token's fingerprint.
     "FINGERPRINT_LENGTH": 12,
     # The token API refreshes on demand when the access token expires within this many

@@ -18,13 +18,20 @@ def start_group(command: Sequence[str], **popen_kwargs: object) -> subprocess.Po
     return subprocess.Popen(list(command), start_new_session=True, **popen_kwargs)  # noqa: S603
 
 
-def stop_groups(processes: Sequence[subprocess.Popen], *, timeout: float) -> list[int]:
+def stop_groups(
+    processes: Sequence[subprocess.Popen], *, timeout: float, leaders_only: bool = False
+) -> list[int]:
     """SIGTERM every group, wait up to `timeout` s in all, then SIGKILL what is left.
 
-    Returns the pids that had to be killed.
+    With `leaders_only`, SIGTERM goes to each group's leader alone, which stops the rest of
+    its group itself (`qcluster` lets its workers finish the task in hand). Returns the
+    pids that had to be killed.
     """
     for process in processes:
-        _signal_group(process, signal.SIGTERM)
+        if leaders_only:
+            process.send_signal(signal.SIGTERM)  # a no-op once it has exited
+        else:
+            _signal_group(process, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for process in processes:
         with contextlib.suppress(subprocess.TimeoutExpired):
