@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 import pytest
+from django.urls import get_resolver
 
 from tokens import api, services
 from tokens.models import ApiClient, Org, Token, TokenEvent, TokenServedCount
@@ -408,6 +409,32 @@ def test_legacy_passphrase_is_stored_hashed(legacy_client):
     stored = ApiClient.objects.get(pk=legacy_client.pk).legacy_passphrase_hash
     assert stored.startswith(("pbkdf2_sha256$", "md5$"))  # tests use the fast MD5 hasher
     assert "correct horse" not in stored
+
+
+def test_an_unexpected_error_answers_json_500_and_is_logged(
+    client, connected_org, key, monkeypatch, caplog
+):
+    def lookup_failing(**kwargs: object) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(api.selectors, "api_token_lookup", lookup_failing)
+    response = get_token(client, "acme", key)
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
+    assert response["Cache-Control"] == "no-store"
+    assert response.json() == {"error": "internal_error", "message": api.INTERNAL_ERROR_MESSAGE}
+    assert [r.levelname for r in caplog.records if r.name == "tokens.api"] == ["ERROR"]
+    assert "Traceback" in caplog.text
+    assert "RuntimeError: the database went away" in caplog.text
+
+
+def test_an_error_outside_the_api_views_still_answers_json_under_api(rf):
+    assert get_resolver().resolve_error_handler(500) is api.server_error
+    response = api.server_error(rf.get("/api/v1/orgs/acme/token"))
+    assert response.status_code == 500
+    assert json.loads(response.content)["error"] == "internal_error"
+    assert response["Cache-Control"] == "no-store"
+    assert api.server_error(rf.get("/admin/"))["Content-Type"].startswith("text/html")
 
 
 # Secrets ------------------------------------------------------------------------------------
