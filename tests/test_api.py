@@ -169,6 +169,44 @@ def test_an_all_orgs_client_reads_any_org(client, connected_org):
     assert get_token(client, "acme", key).status_code == 200
 
 
+def test_short_lived_tokens_are_refreshed_at_most_once_per_interval(
+    client, frozen_clock, connected_org, key, provider
+):
+    """Tokens that live 90 s, shorter than the 5 min refresh margin: without a minimum
+    interval, every call would ask the provider for a new one and write an event."""
+    provider.expires_in = 90
+    token = Token.objects.get(org=connected_org)
+    frozen_clock.current = token.access_expires_at - timedelta(minutes=4)
+    provider.reset_records()
+    served = set()
+    for _ in range(6):  # 0 to 50 s after the first call's refresh
+        response = get_token(client, "acme", key)
+        assert response.status_code == 200
+        served.add(response.json()["access_token"])
+        frozen_clock.advance(seconds=10)
+    assert provider.refresh_call_count() == 1
+    assert served == {Token.objects.get(org=connected_org).access_token}
+    frozen_clock.advance(seconds=1)  # 61 s: past the interval, the token still valid
+    assert get_token(client, "acme", key).status_code == 200
+    assert provider.refresh_call_count() == 2
+    assert TokenEvent.objects.filter(trigger="api").count() == 2
+
+
+def test_an_expired_short_lived_token_is_refreshed_within_the_interval(
+    client, frozen_clock, connected_org, key, provider
+):
+    provider.expires_in = 30
+    token = Token.objects.get(org=connected_org)
+    frozen_clock.current = token.access_expires_at - timedelta(minutes=4)
+    provider.reset_records()
+    assert get_token(client, "acme", key).status_code == 200
+    frozen_clock.advance(seconds=31)  # expired, though refreshed only 31 s ago
+    response = get_token(client, "acme", key)
+    assert response.status_code == 200
+    assert provider.refresh_call_count() == 2
+    assert response.json()["access_token"] == Token.objects.get(org=connected_org).access_token
+
+
 @pytest.mark.parametrize(
     "slug", ["nope", "acme%00", "..%2F..%2Fetc", "a" * 300, "%C3%BCber", "acme'--", "%20"]
 )

@@ -71,6 +71,10 @@ DEFAULTS: dict[str, Any] = {
     # The token API refreshes on demand when the access token expires within this many
     # seconds, so a caller never gets a token about to die in its hands.
     "API_REFRESH_MARGIN": 5 * 60,
+    # ... but at most once per this many seconds per org (counted from when the current
+    # token was obtained), unless it has expired: a provider whose tokens live shorter than
+    # the margin would otherwise be asked for a new one, and an event written, per call.
+    "API_MIN_REFRESH_INTERVAL": 60,
     # An API client's last_used_at is written at most this often (seconds), not per request.
     "API_LAST_USED_INTERVAL": 60,
     # After this many failed authentications from one address within the window

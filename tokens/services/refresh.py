@@ -92,7 +92,8 @@ def token_refresh(
     """Refresh an org's access token if it is due (or `force`), at most one at a time.
 
     Due means the planned refresh time has come; with `expiring_within` (on-demand
-    refresh by the API) it means the access token expires within that margin instead.
+    refresh by the API) it means the access token expires within that margin instead,
+    and was not obtained within API_MIN_REFRESH_INTERVAL unless it has already expired.
     Raises OrgNotRefreshable, without calling the provider, when the org is not
     connected. With `wait`, a caller that finds a refresh in flight waits for it
     (up to REFRESH_WAIT seconds) and reports its result instead of leaving at once.
@@ -163,9 +164,13 @@ def _due(token: Token, *, now: datetime, expiring_within: timedelta | None) -> b
     if expiring_within is None:
         return planned
     # On demand, a token about to expire is refreshed early, but never ahead of a
-    # planned retry: callers in a provider outage must not hammer it.
+    # planned retry: callers in a provider outage must not hammer it ...
     backing_off = token.failure_count > 0 and not planned
-    return token.access_expires_at <= now + expiring_within and not backing_off
+    # ... nor more than once per API_MIN_REFRESH_INTERVAL while it is still valid: tokens
+    # that live shorter than the margin would otherwise be refreshed on every call.
+    interval = timedelta(seconds=app_settings.API_MIN_REFRESH_INTERVAL)
+    too_soon = token.obtained_at > now - interval and token.access_expires_at > now
+    return token.access_expires_at <= now + expiring_within and not backing_off and not too_soon
 
 
 def _store_success(
