@@ -37,7 +37,7 @@ DEFAULT_REFRESH_SCOPE = "spark:people_read"
 CODE_LIFETIME_SECONDS = 600
 FAULT_MODES = frozenset(
     {"500", "502", "503", "429", "timeout", "html", "no_access_token", "invalid_grant"}
-    | {"invalid_client", "reset"}
+    | {"invalid_client", "reset", "trickle"}
 )
 
 
@@ -97,6 +97,7 @@ class _Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # hold the answer this long; stop() cuts the wait short
+    trickle: float = 0.0  # send the body one byte per this many seconds
     reset: bool = False  # close the connection without writing anything
     error: str | None = None  # the OAuth2 error code, kept for the call records
 
@@ -173,6 +174,11 @@ class FakeProvider:
         self.userinfo_org_id: str | None = None
         self.authorize_error: str | None = None
         self.hang_seconds = 5.0
+        # The "trickle" fault sends its body one byte per this many seconds.
+        self.trickle_interval = 0.1
+        # Fields set in every token answer as given, whatever their type (absurd expires_in,
+        # over-long token_type or scope, ...): the client's checks are tested through them.
+        self.answer_overrides: dict[str, Any] = {}
         # One lock guards all mutable state; the condition lets tests wait for requests.
         self._lock = threading.Lock()
         self._records_changed = threading.Condition(self._lock)
@@ -408,7 +414,7 @@ class FakeProvider:
                 payload["refresh_token_expires_in"] = self.refresh_token_expires_in
         payload["token_type"] = "Bearer"
         payload["scope"] = self.scope if self.scope is not None else grant.scope
-        return payload
+        return {**payload, **self.answer_overrides}
 
     def _fault_response(self, mode: str, retry_after: int | None) -> _Response:
         match mode:
@@ -429,6 +435,16 @@ class FakeProvider:
                 return _oauth_error(400, "invalid_grant", "Injected fault.")
             case "invalid_client":
                 return _oauth_error(401, "invalid_client", "Injected fault.")
+            case "trickle":
+                # A good answer (from a fresh grant: the presented token is not spent),
+                # one byte every trickle_interval seconds: each read of the client is quick,
+                # the whole answer takes long.
+                now = time.monotonic()
+                grant = self._new_grant(DEFAULT_REFRESH_SCOPE, now)
+                access = self._new_access_token(grant, now)
+                response = _json(200, self._token_payload(access, grant, with_refresh=True))
+                response.trickle = self.trickle_interval
+                return response
             case _:  # "reset"
                 return _Response(0, reset=True)
 
@@ -491,7 +507,7 @@ class FakeProvider:
         else:
             grant.refresh_expires_at = now + self.refresh_token_expires_in
         payload = self._token_payload(access, grant, with_refresh=self.include_refresh_token)
-        if self.scope is None and not grant.scope:
+        if self.scope is None and not grant.scope and "scope" not in self.answer_overrides:
             payload["scope"] = DEFAULT_REFRESH_SCOPE
         return _json(200, payload)
 
@@ -680,7 +696,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        self.wfile.write(response.body)
+        if not response.trickle:
+            self.wfile.write(response.body)
+            return
+        for offset in range(len(response.body)):
+            self.server.provider._pause(response.trickle)
+            if self.server.provider._stopping.is_set():
+                return
+            self.wfile.write(response.body[offset : offset + 1])
+            self.wfile.flush()
 
 
 def main(argv: list[str] | None = None) -> int:

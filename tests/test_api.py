@@ -11,6 +11,7 @@ from django.contrib.auth.hashers import get_hasher
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import get_resolver
 
 from tests.conftest import connect_org
 from tokens import api, services
@@ -173,6 +174,44 @@ def test_an_org_outside_the_key_scope_is_403(client, connected_org, integration,
 def test_an_all_orgs_client_reads_any_org(client, connected_org):
     _, key = services.api_client_create(name="everything", all_orgs=True)
     assert get_token(client, "acme", key).status_code == 200
+
+
+def test_short_lived_tokens_are_refreshed_at_most_once_per_interval(
+    client, frozen_clock, connected_org, key, provider
+):
+    """Tokens that live 90 s, shorter than the 5 min refresh margin: without a minimum
+    interval, every call would ask the provider for a new one and write an event."""
+    provider.expires_in = 90
+    token = Token.objects.get(org=connected_org)
+    frozen_clock.current = token.access_expires_at - timedelta(minutes=4)
+    provider.reset_records()
+    served = set()
+    for _ in range(6):  # 0 to 50 s after the first call's refresh
+        response = get_token(client, "acme", key)
+        assert response.status_code == 200
+        served.add(response.json()["access_token"])
+        frozen_clock.advance(seconds=10)
+    assert provider.refresh_call_count() == 1
+    assert served == {Token.objects.get(org=connected_org).access_token}
+    frozen_clock.advance(seconds=1)  # 61 s: past the interval, the token still valid
+    assert get_token(client, "acme", key).status_code == 200
+    assert provider.refresh_call_count() == 2
+    assert TokenEvent.objects.filter(trigger="api").count() == 2
+
+
+def test_an_expired_short_lived_token_is_refreshed_within_the_interval(
+    client, frozen_clock, connected_org, key, provider
+):
+    provider.expires_in = 30
+    token = Token.objects.get(org=connected_org)
+    frozen_clock.current = token.access_expires_at - timedelta(minutes=4)
+    provider.reset_records()
+    assert get_token(client, "acme", key).status_code == 200
+    frozen_clock.advance(seconds=31)  # expired, though refreshed only 31 s ago
+    response = get_token(client, "acme", key)
+    assert response.status_code == 200
+    assert provider.refresh_call_count() == 2
+    assert response.json()["access_token"] == Token.objects.get(org=connected_org).access_token
 
 
 @pytest.mark.parametrize(
@@ -548,6 +587,32 @@ def test_legacy_endpoint_answers_409_rather_than_guess_between_two_bound_orgs(
         client, connected_org, HTTP_X_FROM="other-flow", HTTP_X_API_PHRASE="o phrase"
     )
     assert response.json() == {"access_token": tokens[other]}
+
+
+def test_an_unexpected_error_answers_json_500_and_is_logged(
+    client, connected_org, key, monkeypatch, caplog
+):
+    def lookup_failing(**kwargs: object) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(api.selectors, "api_token_lookup", lookup_failing)
+    response = get_token(client, "acme", key)
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
+    assert response["Cache-Control"] == "no-store"
+    assert response.json() == {"error": "internal_error", "message": api.INTERNAL_ERROR_MESSAGE}
+    assert [r.levelname for r in caplog.records if r.name == "tokens.api"] == ["ERROR"]
+    assert "Traceback" in caplog.text
+    assert "RuntimeError: the database went away" in caplog.text
+
+
+def test_an_error_outside_the_api_views_still_answers_json_under_api(rf):
+    assert get_resolver().resolve_error_handler(500) is api.server_error
+    response = api.server_error(rf.get("/api/v1/orgs/acme/token"))
+    assert response.status_code == 500
+    assert json.loads(response.content)["error"] == "internal_error"
+    assert response["Cache-Control"] == "no-store"
+    assert api.server_error(rf.get("/admin/"))["Content-Type"].startswith("text/html")
 
 
 # Secrets ------------------------------------------------------------------------------------

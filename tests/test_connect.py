@@ -2,6 +2,7 @@
 
 import logging
 import re
+from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -247,6 +248,31 @@ def test_provider_fault_on_exchange_keeps_current_tokens(operator_client, org, p
     assert snapshot(org) == before
     event = TokenEvent.objects.filter(org=org).first()
     assert (event.kind, event.outcome) == ("connect_failed", "failure")
+
+
+def test_an_absurd_expires_in_at_connect_is_clamped_with_a_warning(
+    operator_client, org, provider, frozen_clock
+):
+    provider.answer_overrides = {"expires_in": 1e30}
+    response = connect(operator_client, org)
+    token = Token.objects.get(org=org)
+    assert response.status_code == 302
+    assert Org.objects.get(pk=org.pk).status == Org.Status.CONNECTED
+    assert token.access_expires_at == frozen_clock.current + timedelta(days=365)
+    event = TokenEvent.objects.get(org=org, kind="connected")
+    assert event.outcome == "warning"
+    assert "expires_in of 1e+30 s is beyond the maximum" in event.message
+
+
+def test_an_unusable_token_type_at_connect_is_refused_and_recorded(operator_client, org, provider):
+    provider.answer_overrides = {"token_type": "x" * 33}
+    response = connect(operator_client, org)
+    assert response.status_code == 302
+    assert any("was not connected" in text for text in messages_of(response))
+    assert not Token.objects.filter(org=org).exists()
+    event = TokenEvent.objects.filter(org=org).first()
+    assert (event.kind, event.outcome) == ("connect_failed", "failure")
+    assert "unusable token_type" in event.message
 
 
 def test_people_me_org_mismatch_is_recorded_as_an_error_event(operator_client, org, provider):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import secrets
 import subprocess
@@ -509,6 +510,38 @@ def test_latency_delays_token_answers(provider: FakeProvider) -> None:
     started = time.monotonic()
     assert refresh(provider, refresh_token).status_code == 200
     assert time.monotonic() - started >= 0.1
+
+
+def test_trickle_fault_sends_a_good_answer_one_byte_at_a_time(provider: FakeProvider) -> None:
+    provider.trickle_interval = 0.002
+    _, refresh_token = provider.issue_tokens_directly()
+    provider.fail_next("trickle")
+    response = requests.post(
+        provider.token_url,
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        auth=(provider.client_id, provider.client_secret),
+        timeout=TIMEOUT,
+        stream=True,
+    )
+    pieces = []
+    while piece := response.raw.read1(4096):
+        pieces.append(piece)
+    body = b"".join(pieces)
+    assert response.status_code == 200
+    assert len(pieces) > len(body) // 2  # it came in dribs, not in one write
+    assert provider.is_access_token_valid(json.loads(body)["access_token"])
+    assert refresh(provider, refresh_token).status_code == 200  # the presented token is unspent
+
+
+def test_answer_overrides_go_into_every_token_answer_as_given(provider: FakeProvider) -> None:
+    provider.answer_overrides = {"expires_in": 1e30, "token_type": "x" * 40, "scope": ["a"]}
+    code, verifier = get_code(provider)
+    exchanged = exchange(provider, code, verifier).json()
+    refreshed = refresh(provider, exchanged["refresh_token"]).json()
+    for answer in (exchanged, refreshed):
+        assert (answer["expires_in"], answer["token_type"], answer["scope"]) == (
+            1e30, "x" * 40, ["a"],
+        )  # fmt: skip
 
 
 def test_records_count_only_grant_logic_and_reset(provider: FakeProvider) -> None:

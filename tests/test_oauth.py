@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -158,3 +159,99 @@ def test_userinfo_rejected_token_is_a_provider_error(provider):
     with pytest.raises(ProviderError) as excinfo:
         oauth.fetch_userinfo(config_for(provider), access_token="not-a-token")
     assert excinfo.value.http_status == 401
+
+
+# The total deadline and the size cap --------------------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["exchange", "refresh"])
+def test_a_trickling_answer_is_cut_off_at_the_total_deadline(provider, call):
+    # Each byte comes well within the 0.5 s read timeout; the whole answer would take ~30 s.
+    provider.trickle_interval = 0.1
+    config = config_for(provider, total_deadline=0.8)
+    code, verifier = authorize(provider, config)
+    _, refresh_token = provider.issue_tokens_directly()
+    provider.fail_next("trickle")
+    started = time.monotonic()
+    with pytest.raises(ProviderUnavailable, match=r"did not finish answering within 0\.8 s"):
+        if call == "exchange":
+            oauth.exchange_code(config, code=code, redirect_uri=REDIRECT, code_verifier=verifier)
+        else:
+            oauth.refresh(config, refresh_token=refresh_token)
+    assert time.monotonic() - started < 5  # sanity only: the deadline, not the trickle
+    assert [c["outcome"] for c in provider.token_calls] == ["fault:trickle"]
+
+
+def test_an_answer_larger_than_the_cap_is_refused(provider):
+    _, refresh_token = provider.issue_tokens_directly()
+    provider.answer_overrides = {"padding": "x" * (2 * 1024 * 1024)}
+    with pytest.raises(ProviderResponseInvalid, match="larger than"):
+        oauth.refresh(config_for(provider), refresh_token=refresh_token)
+
+
+# Checking every field of a token answer ----------------------------------------------------
+
+YEAR = 365 * 24 * 3600
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept", "warning"),
+    [
+        (1e30, YEAR, "expires_in of 1e+30 s is beyond the maximum: clamped to 31536000 s"),
+        (10**400, YEAR, "expires_in of a 401-digit number of s is beyond the maximum"),
+        ("1e30", YEAR, "beyond the maximum"),
+        ("abc", None, "expires_in is not a positive number of seconds"),
+        (-5, None, "expires_in is not a positive number of seconds"),
+        (0, None, "expires_in is not a positive number of seconds"),
+        (True, None, "expires_in is not a positive number of seconds"),
+        ({"s": 1}, None, "expires_in is not a positive number of seconds"),
+        ("3600", 3600, None),
+        (59.5, 60, None),
+    ],
+)
+def test_expires_in_is_clamped_or_ignored_with_a_warning(provider, sent, kept, warning):
+    _, refresh_token = provider.issue_tokens_directly()
+    provider.answer_overrides = {"expires_in": sent}
+    answer = oauth.refresh(config_for(provider, max_lifetime=YEAR), refresh_token=refresh_token)
+    assert answer.expires_in == kept
+    if warning is None:
+        assert answer.warnings == ()
+    else:
+        assert len(answer.warnings) == 1 and warning in answer.warnings[0]
+
+
+def test_refresh_token_expires_in_is_clamped_too(provider):
+    _, refresh_token = provider.issue_tokens_directly()
+    provider.answer_overrides = {"refresh_token_expires_in": 1e30}
+    answer = oauth.refresh(config_for(provider, max_lifetime=YEAR), refresh_token=refresh_token)
+    assert answer.refresh_token_expires_in == YEAR
+    assert "refresh_token_expires_in of 1e+30 s" in answer.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("token_type", "B" * 33, "unusable token_type"),
+        ("token_type", "Bearer\r\nX-Evil: 1", "unusable token_type"),
+        ("token_type", 5, "unusable token_type"),
+        ("access_token", "a" * 16385, "unusable access_token"),
+        ("access_token", "two words", "unusable access_token"),
+        ("refresh_token", "r" * 16385, "unusable refresh_token"),
+    ],
+)
+def test_a_field_that_cannot_be_stored_or_served_is_refused(provider, field, value, message):
+    _, refresh_token = provider.issue_tokens_directly()
+    provider.answer_overrides = {field: value}
+    with pytest.raises(ProviderResponseInvalid, match=message) as excinfo:
+        oauth.refresh(config_for(provider), refresh_token=refresh_token)
+    assert excinfo.value.http_status == 200
+    assert str(value) not in str(excinfo.value)
+
+
+def test_an_over_long_scope_is_cut_at_a_space_with_a_warning(provider):
+    _, refresh_token = provider.issue_tokens_directly()
+    provider.answer_overrides = {"scope": "spark:people_read " * 500}
+    answer = oauth.refresh(config_for(provider), refresh_token=refresh_token)
+    assert len(answer.scope) <= 4000
+    assert set(answer.scope.split(" ")) == {"spark:people_read"}
+    assert answer.warnings == ("The provider's scope is longer than 4000 characters: cut.",)

@@ -4,11 +4,13 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db import DatabaseError
 from django.test import TestCase
 
 from tokens import services
 from tokens.exceptions import OrgNotRefreshable
 from tokens.models import Integration, Org, Token, TokenEvent
+from tokens.services import refresh as refresh_service
 
 pytestmark = pytest.mark.django_db
 
@@ -268,3 +270,102 @@ def test_a_refresh_token_no_key_decrypts_needs_reconnect_and_a_reconnect_repairs
     assert connected_org.status == Org.Status.CONNECTED
     assert token.refresh_token == provider.current_refresh_token_for(token.access_token)
     assert refresh(connected_org, force=True).outcome == "refreshed"
+
+
+# Absurd answers, and faults while storing a good one -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "lifetime", "warning"),
+    [
+        (1e30, 365 * 24 * 3600, "expires_in of 1e+30 s is beyond the maximum"),
+        ("abc", 3600, "expires_in is not a positive number of seconds"),
+        (-5, 3600, "expires_in is not a positive number of seconds"),
+    ],
+)
+def test_an_absurd_expires_in_is_clamped_stored_and_recorded_as_a_warning(
+    frozen_clock, connected_org, provider, expires_in, lifetime, warning
+):
+    before = make_due(connected_org, frozen_clock)
+    provider.answer_overrides = {"expires_in": expires_in, "refresh_token_expires_in": expires_in}
+    result = refresh(connected_org)
+    token = Token.objects.get(org=connected_org)
+    assert result.outcome == "refreshed"
+    assert token.version == before.version + 1
+    assert token.access_expires_at == frozen_clock.current + timedelta(seconds=lifetime)
+    assert token.refresh_expires_at <= frozen_clock.current + timedelta(days=365)
+    assert frozen_clock.current < token.next_refresh_at < token.access_expires_at
+    event = last_event(connected_org)
+    assert (event.kind, event.outcome) == ("refreshed", "warning")
+    assert warning in event.message
+
+
+def test_an_unusable_token_type_is_a_provider_error_that_keeps_the_token(
+    frozen_clock, connected_org, provider
+):
+    before = make_due(connected_org, frozen_clock)
+    provider.answer_overrides = {"token_type": "Bearer-" + "x" * 40}
+    result = refresh(connected_org)
+    after = Token.objects.get(org=connected_org)
+    assert result.outcome == "retry_scheduled"
+    assert (after.access_token, after.token_type, after.version) == (
+        before.access_token, "Bearer", before.version,
+    )  # fmt: skip
+    event = last_event(connected_org)
+    assert (event.kind, event.outcome, event.http_status) == ("refresh_failed", "failure", 200)
+    assert "unusable token_type" in event.message
+
+
+def test_an_error_while_storing_keeps_the_new_tokens_and_plans_an_early_retry(
+    frozen_clock, connected_org, provider, monkeypatch, caplog
+):
+    """A database fault while storing a good answer (simulated: the store raises once). The
+    provider rotates refresh tokens, so losing the answer would strand the org."""
+    provider.rotate_refresh_tokens = provider.reuse_detection = True
+    before = make_due(connected_org, frozen_clock)
+    store, calls = refresh_service.token_store_answer, []
+
+    def store_failing_once(*args: object, **kwargs: object) -> Token:
+        calls.append(args)
+        if len(calls) == 1:
+            raise OverflowError("date value out of range")
+        return store(*args, **kwargs)
+
+    monkeypatch.setattr(refresh_service, "token_store_answer", store_failing_once)
+    result = refresh(connected_org)
+    token = Token.objects.get(org=connected_org)
+    assert result.outcome == "refreshed"
+    assert token.version == before.version + 1
+    assert provider.is_access_token_valid(token.access_token)
+    assert provider.current_refresh_token_for(token.access_token) == token.refresh_token
+    assert (token.failure_count, token.last_error_code) == (1, "store_failed")
+    assert token.next_refresh_at <= frozen_clock.current + timedelta(seconds=30)
+    event = last_event(connected_org)
+    assert (event.kind, event.outcome, event.error_code) == ("refreshed", "warning", "store_failed")
+    assert "OverflowError" in event.message
+    assert "storing the refresh answer of acme failed" in caplog.text
+    frozen_clock.current = token.next_refresh_at  # the early retry ends the failure streak
+    assert refresh(connected_org).outcome == "refreshed"
+    assert Token.objects.get(org=connected_org).failure_count == 0
+
+
+def test_when_not_even_the_tokens_can_be_stored_a_failure_and_a_retry_are_recorded(
+    frozen_clock, connected_org, provider, monkeypatch
+):
+    before = make_due(connected_org, frozen_clock)
+
+    def store_failing(*args: object, **kwargs: object) -> Token:
+        raise DatabaseError("could not extend file: No space left on device")
+
+    monkeypatch.setattr(refresh_service, "token_store_answer", store_failing)
+    result = refresh(connected_org)
+    after = Token.objects.get(org=connected_org)
+    assert result.outcome == "retry_scheduled"
+    assert (after.access_token, after.version) == (before.access_token, before.version)
+    assert after.failure_count == 1
+    assert after.next_refresh_at > frozen_clock.current
+    assert (after.refresh_claim, after.refreshing_until) == ("", None)
+    event = last_event(connected_org)
+    assert (event.kind, event.outcome, event.error_code) == (
+        "refresh_failed", "failure", "store_failed",
+    )  # fmt: skip

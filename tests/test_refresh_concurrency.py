@@ -5,16 +5,18 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
+from django.utils import timezone
 
 from tests.conftest import connect_org, database_url_for_subprocess
-from tokens import services
-from tokens.models import Integration, Org, Token
+from tokens import checks, services
+from tokens.models import Integration, Org, Token, TokenEvent
 from tokens.services.store import locked_org_and_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,6 +98,73 @@ def test_process_killed_mid_refresh_loses_nothing_and_the_next_run_recovers(
     after = Token.objects.get(org=org)
     assert after.version == before.version + 1
     assert provider.is_access_token_valid(after.access_token)
+
+
+def test_a_trickling_provider_is_cut_off_before_anyone_can_reuse_its_refresh_token(
+    org, provider, settings
+):
+    """The provider sends each byte well within the read timeout, so only the total deadline
+    ends the call: by it, the refresh gives up and keeps the token, while the lease (on the
+    real clock) still keeps the sweep from presenting the same refresh token again."""
+    settings.TOKEN_CONSOLE = {
+        **settings.TOKEN_CONSOLE,
+        "HTTP_CONNECT_TIMEOUT": 0.5,
+        "HTTP_TOTAL_DEADLINE": 1.0,
+        "REFRESH_LEASE": 7,
+    }
+    assert checks.check_refresh_lease(None) == []  # a configuration the check accepts
+    connect_org(org, provider)
+    provider.rotate_refresh_tokens = provider.reuse_detection = True
+    Token.objects.filter(org=org).update(next_refresh_at=timezone.now())  # due for the sweep
+    before = Token.objects.get(org=org)
+    provider.trickle_interval = 0.04  # ~15 s for the whole answer, far past the 7 s lease
+    provider.fail_next("trickle")
+    provider.reset_records()
+    first: list[tuple[services.RefreshResult, float]] = []
+
+    def refresh_first() -> None:
+        try:
+            started = time.monotonic()
+            result = services.token_refresh(org_id=org.pk, trigger="schedule")
+            first.append((result, time.monotonic() - started))
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=refresh_first)
+    worker.start()
+    assert provider.wait_for_token_arrivals(1, timeout=10)
+    sweeps = []
+    while worker.is_alive():  # the sweep, meanwhile, on every tick
+        sweeps.append(services.token_refresh(org_id=org.pk, trigger="schedule").outcome)
+        worker.join(timeout=0.05)
+    presented = [call["refresh_token"] for call in provider.token_calls]
+    assert presented == [before.refresh_token]  # once, by the first refresh only
+    assert "in_progress" in sweeps and set(sweeps) <= {"in_progress", "not_due"}
+    (result, took), after = first[0], Token.objects.get(org=org)
+    assert result.outcome == "retry_scheduled"
+    assert (after.access_token, after.refresh_token, after.version) == (
+        before.access_token, before.refresh_token, before.version,
+    )  # fmt: skip
+    assert provider.is_access_token_valid(after.access_token)
+    event = TokenEvent.objects.filter(org=org).first()
+    assert (event.kind, event.outcome) == ("refresh_failed", "failure")
+    assert "did not finish answering within 1 s" in event.message
+    assert took < 6  # sanity only, generous under load: the deadline, not the 15 s trickle
+
+
+def test_a_lease_no_longer_than_the_provider_call_is_a_configuration_error(settings):
+    assert checks.check_refresh_lease(None) == []  # the defaults
+    settings.TOKEN_CONSOLE = {
+        **settings.TOKEN_CONSOLE,
+        "HTTP_CONNECT_TIMEOUT": 5.0,
+        "HTTP_TOTAL_DEADLINE": 50.0,
+        "REFRESH_LEASE": 60,
+    }
+    (error,) = checks.check_refresh_lease(None)
+    assert error.id == "tokens.E007"
+    assert "REFRESH_LEASE (60 s) must be longer than" in error.msg
+    settings.TOKEN_CONSOLE = {**settings.TOKEN_CONSOLE, "HTTP_TOTAL_DEADLINE": 0.0}
+    assert [e.id for e in checks.check_refresh_lease(None)] == ["tokens.E007"]
 
 
 @pytest.mark.needs_postgres  # SQLite has no row locks

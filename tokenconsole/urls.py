@@ -10,3 +10,6 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
 ]
+
+# Unexpected errors under /api/ answer JSON, like every other API answer.
+handler500 = "tokens.api.server_error"

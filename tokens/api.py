@@ -2,7 +2,8 @@
 
 `GET /api/v1/orgs/<slug>/token` with `Authorization: Bearer tc_…`, and `GET /api/token`
 with the sample app's headers for flows not yet moved. Every answer is JSON with
-`Cache-Control: no-store`; every error is `{"error": code, "message": text}`. The hot
+`Cache-Control: no-store`; every error is `{"error": code, "message": text}`, an
+unexpected one too (500 `internal_error`, the exception logged, never an HTML page). The hot
 path is one indexed query (the client by key prefix, the org by slug, its token and the
 client's scope together), and writes nothing per request.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 from . import apikeys, clock, selectors, services
@@ -32,6 +34,11 @@ OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 _SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 _HEADER_MAX = 256
 UNAUTHORIZED_MESSAGE = "Missing, unknown or revoked API key."
+INTERNAL_ERROR_MESSAGE = (
+    "The token console failed to answer this request; the error is logged. Try again later."
+)
+# Unexpected errors, with their traceback; the handlers' redaction filter keeps secrets out.
+logger = logging.getLogger("tokens.api")
 
 
 class ApiError(Exception):
@@ -52,7 +59,8 @@ class ApiError(Exception):
 
 
 def api_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """GET and HEAD only, ApiError as JSON, never cached, no CSRF (no cookies are used)."""
+    """GET and HEAD only, ApiError and unexpected errors as JSON, never cached, no CSRF
+    (no cookies are used)."""
 
     @csrf_exempt
     @wraps(view)
@@ -67,10 +75,26 @@ def api_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
                 response = view(request, *args, **kwargs)
             except ApiError as error:
                 response = error.response()
+            except Exception:
+                logger.exception("event=api_error path=%s", request.path)
+                response = _internal_error()
         response["Cache-Control"] = "no-store"
         return response
 
     return wrapper
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: an error outside the API's views still answers /api/ in JSON."""
+    if not request.path_info.startswith("/api/"):
+        return defaults.server_error(request)
+    response = _internal_error()
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _internal_error() -> JsonResponse:
+    return ApiError(500, "internal_error", INTERNAL_ERROR_MESSAGE).response()
 
 
 @api_view

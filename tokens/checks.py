@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 
 from .apikeys import networks_parse
-from .conf import app_settings
+from .conf import REFRESH_LEASE_MARGIN, app_settings
 from .exceptions import EncryptionKeyError
 from .fields import SETTING, configured_keys, validate_keys
 from .oauth import plain_http_off_loopback
@@ -217,3 +217,23 @@ def check_cluster_stop_timeout(app_configs, **kwargs) -> list[checks.CheckMessag
             )
         ]
     return []
+
+
+@checks.register()
+def check_refresh_lease(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """REFRESH_LEASE must outlast the longest provider call, or a refresh token is used twice."""
+    lease, deadline = app_settings.REFRESH_LEASE, app_settings.HTTP_TOTAL_DEADLINE
+    longest = app_settings.HTTP_CONNECT_TIMEOUT + deadline
+    if deadline > 0 and lease > longest + REFRESH_LEASE_MARGIN:
+        return []
+    return [
+        checks.Error(
+            f"REFRESH_LEASE ({lease:g} s) must be longer than "
+            f"HTTP_CONNECT_TIMEOUT + HTTP_TOTAL_DEADLINE ({longest:g} s) plus "
+            f"{REFRESH_LEASE_MARGIN} s, and HTTP_TOTAL_DEADLINE positive: a second refresh "
+            "could otherwise claim the org and present the same refresh token while the "
+            "first is still waiting for the provider.",
+            hint="Raise TOKEN_CONSOLE_REFRESH_LEASE or lower TOKEN_CONSOLE_HTTP_TOTAL_DEADLINE.",
+            id="tokens.E007",
+        )
+    ]

@@ -10,15 +10,26 @@ from django.conf import settings
 from django.core.signals import setting_changed
 
 DEFAULTS: dict[str, Any] = {
-    # Seconds to wait for the provider: (connect, read).
+    # Seconds to wait for the provider: (connect, read). The read timeout bounds the
+    # gap between two bytes, not the whole answer ...
     "HTTP_CONNECT_TIMEOUT": 5.0,
     "HTTP_TIMEOUT": 15.0,
+    # ... so every provider call (code exchange, refresh, userinfo, revocation) also has
+    # this total deadline (seconds, from the start of the call to the last byte of the
+    # answer). A provider that trickles its answer is cut off here and the call fails as
+    # a transient error. REFRESH_LEASE must exceed HTTP_CONNECT_TIMEOUT + this +
+    # REFRESH_LEASE_MARGIN (system check tokens.E005): a refresh is over before its claim.
+    "HTTP_TOTAL_DEADLINE": 30.0,
     # Seconds an authorization request (state + PKCE verifier) stays usable.
     "OAUTH_STATE_TTL": 600,
     # How many connect flows one session may have open at once.
     "OAUTH_MAX_PENDING_STATES": 5,
     # Assumed access-token lifetime (seconds) when the provider omits expires_in.
     "DEFAULT_ACCESS_TOKEN_LIFETIME": 3600,
+    # Longest access- or refresh-token lifetime (seconds) believed from a provider. A
+    # larger expires_in is clamped to this, with a warning event: an absurd value must
+    # neither break storing nor postpone the refresh forever.
+    "TOKEN_LIFETIME_MAX": 365 * 24 * 3600,
     # Refresh once this share of the access token's life has passed ...
     "REFRESH_AT_FRACTION": 0.75,
     # ... and never later than this many seconds before it expires.
@@ -28,8 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "REFRESH_JITTER_FRACTION": 0.02,
     # Refresh tokens unused this long are refreshed anyway, so inactivity never expires them.
     "REFRESH_TOKEN_KEEPALIVE_DAYS": 30,
-    # A refresh claims its org for this long (seconds). It must outlast the HTTP
-    # timeouts, so a second refresh can only start once the first is surely over.
+    # A refresh claims its org for this long (seconds). It must outlast the provider call
+    # (HTTP_CONNECT_TIMEOUT + HTTP_TOTAL_DEADLINE) by REFRESH_LEASE_MARGIN, so a second
+    # refresh can only start once the first is surely over.
     "REFRESH_LEASE": 60,
     # Clocks of the machines running the console may differ by up to this much (seconds).
     # A lease or dispatch mark that ends further ahead than its length plus this was set
@@ -63,6 +75,10 @@ DEFAULTS: dict[str, Any] = {
     # The token API refreshes on demand when the access token expires within this many
     # seconds, so a caller never gets a token about to die in its hands.
     "API_REFRESH_MARGIN": 5 * 60,
+    # ... but at most once per this many seconds per org (counted from when the current
+    # token was obtained), unless it has expired: a provider whose tokens live shorter than
+    # the margin would otherwise be asked for a new one, and an event written, per call.
+    "API_MIN_REFRESH_INTERVAL": 60,
     # An API client's last_used_at is written at most this often (seconds), not per request.
     "API_LAST_USED_INTERVAL": 60,
     # After this many failed authentications from one address within the window
@@ -85,6 +101,11 @@ DEFAULTS: dict[str, Any] = {
     # token is accepted). Use a long random value: secrets.token_urlsafe(32).
     "METRICS_TOKEN": "",
 }
+
+
+# Seconds by which REFRESH_LEASE must outlast the longest provider call (system check
+# tokens.E005): time to store the answer, a pause of the process, a slow database.
+REFRESH_LEASE_MARGIN = 5
 
 
 class AppSettings:

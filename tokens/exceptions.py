@@ -81,3 +81,11 @@ class TwoFactorError(TokenConsoleError):
 
 class RefreshInProgress(TokenConsoleError):
     """A refresh holds the org's token right now: try again once it is over."""
+
+
+class AnswerNotStored(ProviderError):
+    """The provider answered, but storing its answer failed (a database fault, a bug).
+
+    Not the provider's fault, but handled like a transient provider error: an event is
+    recorded and a retry is planned with backoff.
+    """

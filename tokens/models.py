@@ -111,6 +111,8 @@ class Integration(models.Model):
             timeout=(app_settings.HTTP_CONNECT_TIMEOUT, app_settings.HTTP_TIMEOUT),
             revocation_url=self.revocation_url,
             revocation_style=oauth.REVOKE_BEARER_DELETE if self.is_webex else oauth.REVOKE_RFC7009,
+            total_deadline=app_settings.HTTP_TOTAL_DEADLINE,
+            max_lifetime=app_settings.TOKEN_LIFETIME_MAX,
         )
 
 

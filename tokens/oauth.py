@@ -1,15 +1,21 @@
 """The OAuth2 client protocol: authorize URL, code exchange, refresh, userinfo, revocation.
 
-Speaks HTTP only and knows no models. Every call has a timeout; every provider
-error becomes a ProviderError subclass whose message holds no secret.
+Speaks HTTP only and knows no models. Every call has a timeout and a total deadline;
+every provider error becomes a ProviderError subclass whose message holds no secret. A
+token answer is checked field by field before anyone stores it: what cannot be stored is
+refused, what is merely absurd is clamped and noted in `TokenResponse.warnings`.
 """
 
 import base64
 import hashlib
 import ipaddress
+import json
+import math
 import re
 import secrets
 import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -17,6 +23,7 @@ from typing import Any
 from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from .exceptions import (
     InvalidClient,
@@ -36,6 +43,17 @@ REVOKE_RFC7009 = "rfc7009"
 
 _DESCRIPTION_MAX = 300
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# No token, userinfo or error answer comes near this; a larger body is broken or hostile.
+_BODY_MAX_BYTES = 1024 * 1024
+_READ_CHUNK = 16 * 1024
+# A token is printable ASCII without spaces (RFC 6750's b64token and JWTs are), so it can
+# travel in a header. Large JWTs stay far under this length; longer is broken or hostile.
+_TOKEN_MAX_CHARS = 16 * 1024
+_TOKEN = re.compile(rf"[\x21-\x7e]{{1,{_TOKEN_MAX_CHARS}}}")
+# A token_type is a name (RFC 6749 7.1) that fits Token.token_type (32 characters).
+_TOKEN_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+# Longest scope string kept; a longer one is cut at a space.
+_SCOPE_MAX = 4000
 _local = threading.local()
 
 
@@ -68,6 +86,10 @@ class ClientConfig:
     timeout: tuple[float, float] = (5.0, 15.0)
     revocation_url: str = ""
     revocation_style: str = REVOKE_RFC7009
+    # Seconds from the start of a call to the last byte of its answer (HTTP_TOTAL_DEADLINE).
+    total_deadline: float = 30.0
+    # Longest token lifetime believed, in seconds (TOKEN_LIFETIME_MAX).
+    max_lifetime: int = 365 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -80,6 +102,8 @@ class TokenResponse:
     expires_in: int | None = None
     refresh_token_expires_in: int | None = None
     scope: str = ""
+    # What was wrong with the answer and was clamped or ignored (never a secret).
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,54 +214,189 @@ def _token_request(
     hidden = (*secrets_sent, config.client_secret)
     if response.status_code != 200:
         raise _error_from_response(response, "token", hidden)
-    return _parse_token_response(response)
+    return _parse_token_response(response, config)
 
 
-def _send(method: str, url: str, config: ClientConfig, **kwargs: Any) -> requests.Response:
+@dataclass(frozen=True)
+class _Reply:
+    """A provider's answer, read in full."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes = field(repr=False)
+
+    def json(self) -> Any:
+        """The body parsed as JSON; ValueError when it is not JSON."""
+        return json.loads(self.content)
+
+
+def _send(method: str, url: str, config: ClientConfig, **kwargs: Any) -> _Reply:
+    """One request, answered in full within config.total_deadline, or ProviderUnavailable.
+
+    The read timeout only bounds the wait for each piece of the answer, so the body is
+    streamed against a monotonic deadline: a provider that trickles its answer cannot hold
+    a refresh past its lease, when another caller would present the same refresh token.
+    """
     session = getattr(_local, "session", None)
     if session is None:
         # One pooled session per thread: keep-alive matters when refreshing thousands.
         session = _local.session = requests.Session()
+    deadline = time.monotonic() + config.total_deadline
     try:
-        return session.request(method, url, timeout=config.timeout, allow_redirects=False, **kwargs)
-    except requests.Timeout:
+        response = session.request(
+            method, url, timeout=config.timeout, allow_redirects=False, stream=True, **kwargs
+        )
+        with response:  # closed, never pooled, when the body is not read to its end
+            body = _read_body(response, deadline=deadline, url=url, config=config)
+    except (requests.Timeout, urllib3.exceptions.TimeoutError):
+        if time.monotonic() >= deadline:
+            raise _deadline_passed(url, config) from None
         raise ProviderUnavailable(
             f"The provider did not answer within {config.timeout[1]:g} s ({_host(url)})."
         ) from None
-    except requests.RequestException as exc:
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise ProviderUnavailable(
             f"Could not reach the provider at {_host(url)}: {type(exc).__name__}."
         ) from None
+    return _Reply(response.status_code, response.headers, body)
 
 
-def _parse_token_response(response: requests.Response) -> TokenResponse:
+def _read_body(
+    response: requests.Response, *, deadline: float, url: str, config: ClientConfig
+) -> bytes:
+    """The whole body, chunk by chunk; cut off at the deadline or past _BODY_MAX_BYTES."""
+    body = bytearray()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _deadline_passed(url, config)
+        # Each wait for data ends by the deadline too, not a whole read timeout later.
+        sock = getattr(response.raw.connection, "sock", None)
+        if sock is not None:
+            sock.settimeout(min(remaining, config.timeout[1]))
+        chunk = response.raw.read1(_READ_CHUNK, decode_content=True)
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > _BODY_MAX_BYTES:
+            raise ProviderResponseInvalid(
+                f"The provider's answer is larger than {_BODY_MAX_BYTES} bytes ({_host(url)}).",
+                http_status=response.status_code,
+            )
+
+
+def _deadline_passed(url: str, config: ClientConfig) -> ProviderUnavailable:
+    return ProviderUnavailable(
+        f"The provider did not finish answering within {config.total_deadline:g} s "
+        f"({_host(url)}; HTTP_TOTAL_DEADLINE)."
+    )
+
+
+def _parse_token_response(response: _Reply, config: ClientConfig) -> TokenResponse:
+    """Check every field of a 200 token answer: refuse what cannot be used, clamp the rest."""
+    status = response.status_code
     payload = _json_object(response, "token")
     if payload is None:
         raise ProviderResponseInvalid(
             "The token endpoint answered 200 but not with JSON "
             f"(content type {response.headers.get('Content-Type', 'none')!r}).",
-            http_status=response.status_code,
+            http_status=status,
         )
-    access_token = payload.get("access_token")
-    if not isinstance(access_token, str) or not access_token:
+    access_token = _token(payload, "access_token", status)
+    if not access_token:
         raise ProviderResponseInvalid(
-            "The token endpoint answered without an access_token.",
-            http_status=response.status_code,
+            "The token endpoint answered without an access_token.", http_status=status
         )
-    refresh_token = payload.get("refresh_token")
+    warnings: list[str] = []
     return TokenResponse(
         access_token=access_token,
-        token_type=str(payload.get("token_type") or "Bearer"),
-        refresh_token=refresh_token if isinstance(refresh_token, str) else "",
-        expires_in=_positive_int(payload.get("expires_in")),
-        refresh_token_expires_in=_positive_int(payload.get("refresh_token_expires_in")),
-        scope=str(payload.get("scope") or ""),
+        token_type=_token_type(payload.get("token_type"), status),
+        refresh_token=_token(payload, "refresh_token", status),
+        expires_in=_lifetime(payload, "expires_in", config.max_lifetime, warnings),
+        refresh_token_expires_in=_lifetime(
+            payload, "refresh_token_expires_in", config.max_lifetime, warnings
+        ),
+        scope=_scope(payload.get("scope"), warnings),
+        warnings=tuple(warnings),
     )
 
 
-def _error_from_response(
-    response: requests.Response, endpoint: str, hidden: tuple[str, ...]
-) -> ProviderError:
+def _token(payload: dict[str, Any], name: str, status: int) -> str:
+    """An access or refresh token from the answer; "" when absent or not a string."""
+    value = payload.get(name)
+    if not isinstance(value, str) or not value:
+        return ""
+    if not _TOKEN.fullmatch(value):
+        raise ProviderResponseInvalid(
+            f"The token endpoint answered an unusable {name} (longer than {_TOKEN_MAX_CHARS} "
+            "characters, or with spaces or characters outside printable ASCII).",
+            http_status=status,
+        )
+    return value
+
+
+def _token_type(value: Any, status: int) -> str:
+    """The token type, Bearer when absent; ProviderResponseInvalid when it cannot be stored."""
+    if value is None or value == "":
+        return "Bearer"
+    if isinstance(value, str) and _TOKEN_TYPE.fullmatch(value):
+        return value
+    raise ProviderResponseInvalid(
+        "The token endpoint answered an unusable token_type (not a name of at most 32 "
+        "letters, digits, '.', '_' or '-').",
+        http_status=status,
+    )
+
+
+def _lifetime(payload: dict[str, Any], name: str, maximum: int, warnings: list[str]) -> int | None:
+    """A lifetime in seconds: None when absent or unusable, at most `maximum` (with a warning)."""
+    if payload.get(name) is None:
+        return None
+    seconds = _seconds(payload[name])
+    if seconds is None:
+        warnings.append(f"The provider's {name} is not a positive number of seconds: ignored.")
+        return None
+    if seconds > maximum:
+        # Floats as 1e+30; integers as they are, up to a length (a float cannot hold all).
+        shown = f"{seconds:.3g}" if isinstance(seconds, float) else str(seconds)
+        shown = shown if len(shown) <= 20 else f"a {len(shown)}-digit number of"
+        warnings.append(
+            f"The provider's {name} of {shown} s is beyond the maximum: clamped to "
+            f"{maximum} s (TOKEN_LIFETIME_MAX)."
+        )
+        return maximum
+    return seconds if isinstance(seconds, int) else math.ceil(seconds)
+
+
+def _seconds(value: Any) -> int | float | None:
+    """A positive, finite number from a JSON number or numeric string; None otherwise."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text) if text.isdigit() else float(text)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if value > 0 else None
+
+
+def _scope(value: Any, warnings: list[str]) -> str:
+    """The granted scope; cut at a space past _SCOPE_MAX characters, "" when not a string."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        warnings.append("The provider's scope is not a string: ignored.")
+        return ""
+    if len(value) > _SCOPE_MAX:
+        warnings.append(f"The provider's scope is longer than {_SCOPE_MAX} characters: cut.")
+        return value[:_SCOPE_MAX].rsplit(" ", 1)[0]
+    return value
+
+
+def _error_from_response(response: _Reply, endpoint: str, hidden: tuple[str, ...]) -> ProviderError:
     status = response.status_code
     payload = _json_object(response, endpoint) or {}
     # An error code is an identifier (RFC 6749 5.2); anything else is not echoed anywhere.
@@ -278,15 +437,15 @@ def _error_from_response(
     )
 
 
-def _json_object(response: requests.Response, endpoint: str) -> dict[str, Any] | None:
+def _json_object(response: _Reply, endpoint: str) -> dict[str, Any] | None:
     try:
         payload = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         return None
     return payload if isinstance(payload, dict) else None
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def _retry_after(response: _Reply) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP date), or None."""
     raw = response.headers.get("Retry-After", "").strip()
     if not raw:
@@ -300,14 +459,6 @@ def _retry_after(response: requests.Response) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _positive_int(value: Any) -> int | None:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number > 0 else None
 
 
 def _scrub(text: str, hidden: tuple[str, ...]) -> str:

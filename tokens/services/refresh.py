@@ -9,10 +9,10 @@ Single flight without holding a database lock across the network call:
 
 Holding a row lock through the HTTP call would do the same on PostgreSQL, but on
 SQLite a write transaction locks the whole database: every refresh, callback and
-admin save would queue behind provider latency. The lease outlasts the HTTP
-timeouts, so a refresh token is never presented twice; a process killed mid-call
-leaves a claim that simply runs out, and the next attempt starts from the token
-that is still stored.
+admin save would queue behind provider latency. The lease outlasts the provider call
+(connect timeout + total deadline, system check tokens.E005), so a refresh token is
+never presented twice; a process killed mid-call leaves a claim that simply runs
+out, and the next attempt starts from the token that is still stored.
 """
 
 import logging
@@ -28,6 +28,7 @@ from django.db import transaction
 from tokens import alerts, clock, oauth
 from tokens.conf import app_settings
 from tokens.exceptions import (
+    AnswerNotStored,
     EncryptionKeyError,
     InvalidClient,
     InvalidGrant,
@@ -93,7 +94,8 @@ def token_refresh(
     """Refresh an org's access token if it is due (or `force`), at most one at a time.
 
     Due means the planned refresh time has come; with `expiring_within` (on-demand
-    refresh by the API) it means the access token expires within that margin instead.
+    refresh by the API) it means the access token expires within that margin instead,
+    and was not obtained within API_MIN_REFRESH_INTERVAL unless it has already expired.
     Raises OrgNotRefreshable, without calling the provider, when the org is not
     connected. With `wait`, a caller that finds a refresh in flight waits for it
     (up to REFRESH_WAIT seconds) and reports its result instead of leaving at once.
@@ -105,14 +107,16 @@ def token_refresh(
         if claim.outcome == "in_progress" and wait:
             return _wait_for_flight(org_id, version_before=claim.token_version)
         return claim
-    started = time.monotonic()
+    context = {"trigger": trigger, "actor": actor, "started": time.monotonic()}
     try:
         answer = oauth.refresh(claim.config, refresh_token=claim.refresh_token)
     except ProviderError as error:
-        store = partial(_store_failure, claim, error)
-    else:
-        store = partial(_store_success, claim, answer)
-    return durably(partial(store, trigger=trigger, actor=actor, started=started))
+        return durably(partial(_store_failure, claim, error, **context))
+    try:
+        return durably(partial(_store_success, claim, answer, **context))
+    except Exception as exc:  # the answer exists only here: never lose it silently
+        logger.exception("storing the refresh answer of %s failed", claim.org_slug)
+        return _salvage(claim, answer, exc, **context)
 
 
 def _claim(
@@ -219,9 +223,13 @@ def _due(token: Token, *, now: datetime, expiring_within: timedelta | None) -> b
     if expiring_within is None:
         return planned
     # On demand, a token about to expire is refreshed early, but never ahead of a
-    # planned retry: callers in a provider outage must not hammer it.
+    # planned retry: callers in a provider outage must not hammer it ...
     backing_off = token.failure_count > 0 and not planned
-    return token.access_expires_at <= now + expiring_within and not backing_off
+    # ... nor more than once per API_MIN_REFRESH_INTERVAL while it is still valid: tokens
+    # that live shorter than the margin would otherwise be refreshed on every call.
+    interval = timedelta(seconds=app_settings.API_MIN_REFRESH_INTERVAL)
+    too_soon = token.obtained_at > now - interval and token.access_expires_at > now
+    return token.access_expires_at <= now + expiring_within and not backing_off and not too_soon
 
 
 def _store_success(
@@ -299,6 +307,72 @@ def _store_failure(
         )
     _log_attempt(claim, trigger, outcome, started, error=error, token=token)
     return _result(org, token, outcome, str(error))
+
+
+def _salvage(
+    claim: _Claim, answer: oauth.TokenResponse, exc: Exception, **context: object
+) -> RefreshResult:
+    """Storing a good answer failed: store its tokens alone, or at least record the failure.
+
+    Either way an event is written and a retry planned. With a provider that rotates
+    refresh tokens, the old one is already spent: the new tokens are what matters.
+    """
+    essentials = oauth.TokenResponse(
+        access_token=answer.access_token, token_type="Bearer", refresh_token=answer.refresh_token
+    )
+    kept = AnswerNotStored(
+        f"The provider's answer could not be stored as given ({type(exc).__name__}): its "
+        "tokens were kept with default expiry and scope, and an early refresh is planned.",
+        error_code="store_failed",
+        http_status=200,
+    )
+    try:
+        return durably(partial(_store_salvaged, claim, essentials, kept, **context))
+    except Exception:
+        logger.exception("storing the tokens alone for %s failed too", claim.org_slug)
+    lost = AnswerNotStored(
+        f"The provider's answer could not be stored ({type(exc).__name__}): a retry is "
+        "planned. If the provider rotates refresh tokens, the org may need a reconnect.",
+        error_code="store_failed",
+        http_status=200,
+    )
+    return durably(partial(_store_failure, claim, lost, **context))
+
+
+def _store_salvaged(
+    claim: _Claim,
+    answer: oauth.TokenResponse,
+    error: AnswerNotStored,
+    *,
+    trigger: str,
+    actor: AbstractBaseUser | None,
+    started: float,
+) -> RefreshResult:
+    """Transaction 2 again with the tokens alone; the failure streak goes on, with a retry."""
+    now = clock.now()
+    with transaction.atomic():
+        org, token = locked_org_and_token(claim.org_id)
+        if token is None or token.version != claim.version:
+            _log_attempt(claim, trigger, "superseded", started, error=error)
+            return _result(org, token, "not_due", "The token was replaced meanwhile.")
+        streak = (token.failure_count, token.failing_alerted)
+        token = token_store_answer(org, answer, existing=token, integration_id=claim.integration_id)
+        token.failure_count, token.failing_alerted = streak
+        token.last_failure_at, token.last_error_code = now, error.error_code
+        _schedule_retry(org, token, error, now=now)
+        token.save()
+        token_event_record(
+            org=org,
+            kind=Kind.REFRESHED,
+            trigger=trigger,
+            outcome=Outcome.WARNING,
+            actor=actor,
+            token=token,
+            error=error,
+            duration_ms=elapsed_ms(started),
+        )
+    _log_attempt(claim, trigger, "refreshed", started, status=200, token=token)
+    return _result(org, token, "refreshed", str(error))
 
 
 def _log_attempt(

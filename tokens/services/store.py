@@ -83,13 +83,17 @@ def token_store_answer(
 
 
 def expiry_warning(answer: oauth.TokenResponse) -> str:
-    """The warning to record when the provider did not say when the token expires."""
-    if answer.expires_in:
-        return ""
-    return (
-        "The provider did not say when the access token expires; assumed "
-        f"{app_settings.DEFAULT_ACCESS_TOKEN_LIFETIME} s."
-    )
+    """The warning to record: fields of the answer that were clamped or ignored, and an
+    unknown expiry."""
+    notes = list(answer.warnings)
+    if not answer.expires_in:
+        lifetime = app_settings.DEFAULT_ACCESS_TOKEN_LIFETIME
+        notes.append(
+            f"Assumed an access-token lifetime of {lifetime} s."
+            if notes
+            else f"The provider did not say when the access token expires; assumed {lifetime} s."
+        )
+    return " ".join(notes)
 
 
 def elapsed_ms(started: float) -> int:
