@@ -194,12 +194,15 @@ def test_refresh_tokens_command_rejects_unknown_slugs(orgs, provider):
 def test_setup_schedules_is_idempotent(capsys):
     call_command("setup_schedules")
     call_command("setup_schedules")
-    schedule = Schedule.objects.get()
+    schedule = Schedule.objects.get(func="tokens.tasks.sweep_due_orgs")
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
         "tokens.tasks.sweep_due_orgs",
         Schedule.MINUTES,
         1,
     )
+    prune = Schedule.objects.get(func="tokens.tasks.prune_token_events")
+    assert (prune.schedule_type, prune.repeats) == (Schedule.DAILY, -1)
+    assert Schedule.objects.count() == 2
     assert "Updated schedule" in capsys.readouterr().out
 
 

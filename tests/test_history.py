@@ -2,16 +2,20 @@
 
 import csv
 import io
+import json
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from tokens import roles, services
+from tokens import admin_history, roles, selectors, services
 from tokens.admin_history import csv_cell
-from tokens.models import ApiClient, Integration, Org, TokenEvent
+from tokens.models import ApiClient, Integration, Org, Token, TokenEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -209,3 +213,120 @@ def test_operator_sees_the_buttons_but_not_secrets(client, django_user_model, co
     assert client.get(reverse("admin:tokens_integration_changelist")).status_code == 403
     assert client.get(reverse("admin:tokens_apiclient_add")).status_code == 403
     assert not ApiClient.objects.exists()
+
+
+# -- the history list at any size ------------------------------------------------------------
+
+
+def test_the_history_list_never_counts_or_scans_the_whole_history(superuser_client, org):
+    for kind in ("connected", "refreshed", "refresh_failed"):
+        record(org, kind=kind)
+    url = reverse("admin:tokens_tokenevent_changelist")
+    for params in ({}, {"kind__exact": "refreshed"}, {"org__id__exact": org.pk}):
+        with CaptureQueriesContext(connection) as queries:
+            page = superuser_client.get(url, params)
+        assert page.status_code == 200
+        on_events = [q["sql"] for q in queries if f'FROM "{TokenEvent._meta.db_table}"' in q["sql"]]
+        counts = [sql for sql in on_events if "COUNT(" in sql]
+        assert counts and all("LIMIT 10001" in sql for sql in counts), counts
+        assert not [sql for sql in on_events if "DISTINCT" in sql]
+    assert "3 token events" in page.content.decode()
+
+
+def test_past_the_cap_the_list_says_how_many_it_counted_plus(superuser_client, org, monkeypatch):
+    monkeypatch.setattr(admin_history, "HISTORY_COUNT_CAP", 3)
+    for n in range(5):
+        record(org, error_code=f"code-{n}")
+    page = superuser_client.get(reverse("admin:tokens_tokenevent_changelist")).content.decode()
+    assert "3+ token events" in page
+    assert "Select all 3+ token events" in page
+    assert "code-4" in page and "code-0" in page  # one page still shows them all
+    searched = superuser_client.get(
+        reverse("admin:tokens_tokenevent_changelist"), {"q": "acme"}
+    ).content.decode()
+    assert "3+ results" in searched
+
+
+def test_the_org_filter_lists_orgs_from_the_org_table(
+    superuser_client, org, integration, monkeypatch
+):
+    Org.objects.create(name="Quiet Org", slug="quiet", integration=integration)  # no events
+    record(org)
+    url = reverse("admin:tokens_tokenevent_changelist")
+    assert "Quiet Org" in superuser_client.get(url).content.decode()
+    monkeypatch.setattr(admin_history, "ORG_FILTER_MAX_CHOICES", 1)
+    many = superuser_client.get(url).content.decode()
+    chosen = superuser_client.get(url, {"org__id__exact": org.pk}).content.decode()
+    assert "Quiet Org" not in many and "Quiet Org" not in chosen
+    assert 'title="Acme Contact Center"' in chosen or "Acme Contact Center</a>" in chosen
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def export(*args: str) -> list[dict]:
+    out = io.StringIO()
+    call_command("export_token_events", *args, stdout=out)
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_export_writes_one_json_object_per_event_with_the_documented_fields(
+    frozen_clock, connected_org, provider, django_user_model
+):
+    admin = django_user_model.objects.create_user("auditor-op", password="pw")
+    frozen_clock.advance(hours=1)
+    services.token_refresh(org_id=connected_org.pk, trigger="manual", actor=admin, force=True)
+    frozen_clock.advance(days=2)
+    record(connected_org, kind="refresh_failed", outcome="failure", error_code="late")
+    rows = export("--since", "2026-11-01", "--until", "2026-11-02T00:00:00Z", "--format", "jsonl")
+    assert [list(row) for row in rows] == [list(selectors.EXPORT_FIELDS)] * 2
+    connected, refreshed = rows
+    assert (connected["kind"], refreshed["kind"]) == ("connected", "refreshed")
+    token = Token.objects.get(org=connected_org)
+    assert refreshed == refreshed | {
+        "org_id": connected_org.pk, "org_slug": "acme", "trigger": "manual",
+        "outcome": "success", "actor": "auditor-op", "created_at": "2026-11-01T13:00:00+00:00",
+        "access_fingerprint": token.access_fingerprint, "token_version": 2,
+        "access_expires_at": token.access_expires_at.isoformat(),
+    }  # fmt: skip
+    assert [r["error_code"] for r in export("--since", "2026-11-03")] == ["late"]
+
+
+def test_export_holds_no_secret(frozen_clock, connected_org, provider, tmp_path):
+    services.token_refresh(org_id=connected_org.pk, trigger="manual", force=True)
+    token = Token.objects.get(org=connected_org)
+    target = tmp_path / "history.jsonl"
+    call_command("export_token_events", "--since", "2026-01-01", "--output", str(target))
+    text = target.read_text()
+    assert len(text.splitlines()) == 2
+    for secret in (token.access_token, token.refresh_token, provider.client_secret):
+        assert secret not in text
+    assert token.access_fingerprint in text
+
+
+def test_export_reads_the_history_in_keyset_batches(org, frozen_clock):
+    for n in range(7):
+        frozen_clock.advance(seconds=n % 2)  # pairs of events share a timestamp
+        record(org, error_code=f"e{n}")
+    with CaptureQueriesContext(connection) as queries:
+        rows = export("--since", "2026-11-01", "--batch-size", "2")
+    selects = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
+    assert [r["error_code"] for r in rows] == [f"e{n}" for n in range(7)]
+    assert len(selects) == 4  # ceil(7 / 2) batches, each one short query
+    assert all("LIMIT 2" in sql for sql in selects)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "yesterday"], "--since 'yesterday' is not an ISO date or datetime"),
+        (["--since", "2026-02-30"], "--since '2026-02-30' is not an ISO date or datetime"),
+        (["--since", "2026-11-02", "--until", "2026-11-01"], "--until must be later"),
+        (["--since", "2026-11-01", "--until", "13:00"], "--until '13:00' is not an ISO"),
+        (["--since", "2026-11-01", "--batch-size", "0"], "--batch-size must be at least 1"),
+    ],
+)
+def test_export_refuses_bad_input(org, args, message):
+    record(org)
+    with pytest.raises(CommandError, match=message):
+        call_command("export_token_events", *args, stdout=io.StringIO())

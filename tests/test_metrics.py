@@ -1,15 +1,28 @@
 """GET /metrics: every family with exact values from a seeded database, and who may read it."""
 
+import importlib
+import threading
 from datetime import timedelta
 
 import pytest
+from django.apps import apps as django_apps
 from django.core import checks
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, connections
+from django.db.models import Count, F, Q, Sum
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from prometheus_client.parser import text_string_to_metric_families
 
 from tokens import clock, services
-from tokens.models import Integration, Org, Token, TokenEvent, TokenServedCount, fingerprint
+from tokens.models import (
+    Integration,
+    Org,
+    Token,
+    TokenEvent,
+    TokenEventRollup,
+    TokenServedCount,
+    fingerprint,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -34,10 +47,10 @@ def make_org(integration: Integration, slug: str, status: str, refresh_days: flo
 
 
 def attempt(org: Org, kind: str, outcome: str, trigger: str, duration_ms: int | None) -> None:
-    TokenEvent.objects.create(
-        org=org, org_slug=org.slug, kind=kind, outcome=outcome, trigger=trigger,
-        duration_ms=duration_ms,
-    )  # fmt: skip
+    """Record an event as the services do, so its running totals are kept too."""
+    services.token_event_record(
+        org=org, kind=kind, outcome=outcome, trigger=trigger, duration_ms=duration_ms
+    )
 
 
 @pytest.fixture
@@ -246,3 +259,102 @@ def test_a_bad_network_setting_fails_the_system_check():
     errors = [m for m in checks.run_checks() if m.id == "tokens.E004"]
     assert len(errors) == 1
     assert "'not-a-network' is not a network" in errors[0].msg
+
+
+# -- the running totals behind /metrics ------------------------------------------------------
+
+
+def aggregate_over_events() -> dict[tuple[str, str, str], dict[str, int]]:
+    """What the totals must hold, computed directly from the whole history."""
+    buckets = {
+        name: Count("id", filter=Q(duration_ms__lte=bound))
+        for bound, name in TokenEventRollup.bucket_fields()
+    }
+    rows = (
+        TokenEvent.objects.order_by()
+        .values("kind", "trigger", "outcome")
+        .annotate(count=Count("id"), timed=Count("duration_ms"), ms=Sum("duration_ms"), **buckets)
+    )
+    return {
+        (r.pop("kind"), r.pop("trigger"), r.pop("outcome")): {**r, "ms": r["ms"] or 0} for r in rows
+    }
+
+
+def rollups() -> dict[tuple[str, str, str], dict[str, int]]:
+    names = ["count", "timed", "ms"] + [name for _, name in TokenEventRollup.bucket_fields()]
+    rows = TokenEventRollup.objects.annotate(ms=F("duration_ms_sum")).values(
+        "kind", "trigger", "outcome", *names
+    )
+    return {(r.pop("kind"), r.pop("trigger"), r.pop("outcome")): r for r in rows}
+
+
+def test_totals_equal_the_aggregate_over_events_after_refreshes_and_failures(
+    connected_org, provider, frozen_clock, django_user_model
+):
+    admin = django_user_model.objects.create_user("op", password="pw", is_staff=True)
+    for fault in ["503", None, "html", None, "429", None]:
+        if fault:
+            provider.fail_next(fault)
+        services.token_refresh(org_id=connected_org.pk, trigger="manual", actor=admin, force=True)
+        frozen_clock.advance(minutes=5)
+    services.token_refresh(org_id=connected_org.pk, trigger="schedule", force=True)
+    provider.fail_next("invalid_grant")
+    services.token_refresh(org_id=connected_org.pk, trigger="schedule", force=True)
+    services.org_disconnect(org_id=connected_org.pk, actor=admin)
+    kinds = set(TokenEvent.objects.values_list("kind", flat=True))
+    assert {"connected", "refreshed", "refresh_failed", "disconnected"} <= kinds
+    assert TokenEvent.objects.exclude(duration_ms=None).exists()
+    assert rollups() == aggregate_over_events()
+
+
+def test_the_migration_fills_the_totals_from_the_events_already_stored(seeded):
+    expected = rollups()
+    assert expected == aggregate_over_events()
+    TokenEventRollup.objects.all().delete()
+    migration = importlib.import_module("tokens.migrations.0006_event_rollups")
+    migration.fill_rollups(django_apps, None)
+    assert rollups() == expected
+
+
+def test_the_totals_bucket_fields_match_the_histogram_bounds():
+    names = {f.name for f in TokenEventRollup._meta.fields if f.name.startswith("le_")}
+    assert names == {name for _, name in TokenEventRollup.bucket_fields()}
+    assert len(names) == len(TokenEventRollup.DURATION_BUCKETS_MS)
+
+
+def test_a_scrape_reads_the_totals_not_the_history(client, seeded):
+    with CaptureQueriesContext(connection) as queries:
+        assert scrape(client)["tokenconsole_refresh_attempts"]
+    event_table = TokenEvent._meta.db_table
+    assert not [q["sql"] for q in queries if f'"{event_table}"' in q["sql"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_recording_the_same_kind_at_once_lose_no_count(integration, real_time_clock):
+    org = Org.objects.create(name="Busy", slug="busy", integration=integration)
+    workers, each = 4, 15
+    barrier = threading.Barrier(workers)
+    failures: list[BaseException] = []
+
+    def record() -> None:
+        try:
+            barrier.wait()
+            for _ in range(each):
+                services.token_event_record(
+                    org=org, kind="refreshed", trigger="schedule", outcome="success",
+                    duration_ms=75,
+                )  # fmt: skip
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=record) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    total = TokenEventRollup.objects.get(kind="refreshed", trigger="schedule", outcome="success")
+    assert (total.count, total.le_50, total.le_100) == (workers * each, 0, workers * each)
+    assert total.duration_ms_sum == 75 * workers * each

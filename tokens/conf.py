@@ -100,6 +100,11 @@ DEFAULTS: dict[str, Any] = {
     # ... and requests from anywhere that send `Authorization: Bearer <this>` (empty: no
     # token is accepted). Use a long random value: secrets.token_urlsafe(32).
     "METRICS_TOKEN": "",
+    # Token events older than this many days are deleted by the daily prune (0: keep them
+    # all), except the latest event of each kind for each org. /metrics keeps counting them.
+    "TOKEN_EVENT_RETENTION_DAYS": 400,
+    # The prune deletes this many events per transaction, so it never holds a lock long.
+    "TOKEN_EVENT_PRUNE_BATCH": 1000,
 }
 
 

@@ -5,14 +5,12 @@ in any one process would see only its slice, and a scrape lands on one web proce
 a collector reads the database, which every process writes and which is the source of
 truth, each time it is scraped: every web process answers the same figures.
 
-What a scrape costs: four aggregate queries. Orgs by status and the earliest expiry read
-the (small) org and token tables. Refresh attempts and their latency are one pass over
-every refresh event, tokens served one pass over the hourly counts. Both grow with
-history, and an all-time count cannot use the index on TokenEvent.created_at: 1000 orgs
-refreshing every ~45 minutes add ~32,000 events a day, and one million events took
-1.5-2 s per scrape on SQLite (2-core machine). Scrape every 30-60 s, not every few
-seconds; past a few million events, settle old events into per-process totals (they are
-append-only) or keep a summary table, rather than adding an index.
+What a scrape costs: four small queries, whatever the size of the history. Orgs by status
+and the earliest expiry read the org and token tables. Refresh attempts and their latency
+read TokenEventRollup, running totals that token_event_record adds each event to in the
+event's own transaction (at most a row per kind, trigger and outcome); pruning old events
+leaves them be, so the counters never go down. Tokens served add up the hourly counts
+(a row per org, API client and hour served: that table still grows with time).
 
 The registry is our own, without the default process and platform collectors: a scrape
 goes to whichever web process the load balancer picks, so process_* series would jump
@@ -46,7 +44,7 @@ class DatabaseCollector:
     """Reads every metric from the database when collected."""
 
     def collect(self) -> Iterator[Metric]:
-        """The metric families, built from four queries."""
+        """The metric families, built from four queries on small tables."""
         attempts = selectors.refresh_attempts()
         yield _refresh_attempts(attempts)
         yield _refresh_duration(attempts)

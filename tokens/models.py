@@ -295,7 +295,7 @@ class TokenEvent(models.Model):
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    created_at = models.DateTimeField(default=clock.now, db_index=True)
+    created_at = models.DateTimeField(default=clock.now)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
     message = models.CharField(max_length=500, blank=True)
@@ -308,10 +308,67 @@ class TokenEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["org", "-created_at"], name="tokenevent_org_time")]
+        # The history list and each of its filters read one of these in order and stop
+        # after a page; the last one answers "is there a newer event of this kind for this
+        # org" for the prune (services.retention) with a single probe.
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="tokenevent_time"),
+            models.Index(fields=["org", "-created_at", "-id"], name="tokenevent_org_time"),
+            models.Index(fields=["kind", "-created_at", "-id"], name="tokenevent_kind_time"),
+            models.Index(fields=["outcome", "-created_at", "-id"], name="tokenevent_outcome_time"),
+            models.Index(fields=["trigger", "-created_at", "-id"], name="tokenevent_trigger_time"),
+            models.Index(fields=["org_slug", "kind", "-created_at"], name="tokenevent_latest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.org_slug} ({self.outcome})"
+
+
+class TokenEventRollup(models.Model):
+    """Running totals of the token history by kind, trigger and outcome.
+
+    Added to in the transaction that records each event (services.events), so /metrics
+    reads these few rows instead of the whole history, and pruning old events
+    (services.retention) leaves the totals as they were: counters never go down.
+    """
+
+    # Upper bounds (milliseconds) of the duration buckets below, and of the refresh latency
+    # histogram on /metrics. The slowest attempt is bounded by the HTTP timeouts (connect
+    # + read, 20 s by default). Changing them needs a migration that adds the columns.
+    DURATION_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000)
+
+    kind = models.CharField(max_length=20, choices=TokenEvent.Kind.choices)
+    trigger = models.CharField(max_length=20, choices=TokenEvent.Trigger.choices)
+    outcome = models.CharField(max_length=10, choices=TokenEvent.Outcome.choices)
+    count = models.PositiveBigIntegerField(default=0)
+    timed = models.PositiveBigIntegerField(default=0, help_text="Events with a duration.")
+    duration_ms_sum = models.PositiveBigIntegerField(default=0)
+    # Events whose duration is at or under each bound (cumulative, as Prometheus wants).
+    le_50 = models.PositiveBigIntegerField(default=0)
+    le_100 = models.PositiveBigIntegerField(default=0)
+    le_250 = models.PositiveBigIntegerField(default=0)
+    le_500 = models.PositiveBigIntegerField(default=0)
+    le_1000 = models.PositiveBigIntegerField(default=0)
+    le_2500 = models.PositiveBigIntegerField(default=0)
+    le_5000 = models.PositiveBigIntegerField(default=0)
+    le_10000 = models.PositiveBigIntegerField(default=0)
+    le_20000 = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["kind", "trigger", "outcome"]
+        verbose_name = "token event totals"
+        verbose_name_plural = "token event totals"
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "trigger", "outcome"], name="rollup_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.count} {self.kind} {self.trigger} {self.outcome}"
+
+    @classmethod
+    def bucket_fields(cls) -> list[tuple[int, str]]:
+        """(bound in ms, field name) of each duration bucket, smallest first."""
+        return [(bound, f"le_{bound}") for bound in cls.DURATION_BUCKETS_MS]
 
 
 def validate_networks(value: str) -> None:

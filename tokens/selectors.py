@@ -1,5 +1,6 @@
 """What reads token state: due orgs for the sweep, expiring refresh tokens, the API's lookup."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -10,7 +11,15 @@ from django_q.models import Success
 
 from .conf import app_settings
 from .fields import decrypt_cached
-from .models import ApiClient, Integration, Org, Token, TokenEvent, TokenServedCount
+from .models import (
+    ApiClient,
+    Integration,
+    Org,
+    Token,
+    TokenEvent,
+    TokenEventRollup,
+    TokenServedCount,
+)
 from .timeline import TimelineRow
 
 
@@ -282,9 +291,8 @@ def _timeline_row(org: Org) -> TimelineRow:
     )
 
 
-# Upper bounds (milliseconds) of the refresh latency histogram on /metrics. The slowest
-# attempt is bounded by the HTTP timeouts (connect + read, 20 s by default).
-REFRESH_DURATION_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000)
+# Upper bounds (milliseconds) of the refresh latency histogram on /metrics.
+REFRESH_DURATION_BUCKETS_MS = TokenEventRollup.DURATION_BUCKETS_MS
 
 
 @dataclass(frozen=True)
@@ -300,32 +308,34 @@ class RefreshAttempts:
 
 
 def refresh_attempts() -> list[RefreshAttempts]:
-    """Every refresh attempt ever recorded, by outcome and trigger, in one query.
+    """Every refresh attempt ever recorded, by outcome and trigger, from the running totals.
 
-    Each histogram bucket is a conditional count, so one pass answers them all. The pass
-    reads the whole refresh history (the index on created_at does not help an all-time
-    count): see tokens/metrics.py for what that costs on a big table.
+    Reads TokenEventRollup (at most a row per kind, trigger and outcome), never the
+    history itself: the cost does not grow with the number of events, and pruned events
+    still count.
     """
-    buckets = {
-        f"le_{bound}": Count("id", filter=Q(duration_ms__lte=bound))
-        for bound in REFRESH_DURATION_BUCKETS_MS
-    }
+    buckets = [name for _, name in TokenEventRollup.bucket_fields()]
     rows = (
-        TokenEvent.objects.filter(
+        TokenEventRollup.objects.filter(
             kind__in=[TokenEvent.Kind.REFRESHED, TokenEvent.Kind.REFRESH_FAILED]
         )
         .order_by()
         .values("outcome", "trigger")
-        .annotate(n=Count("id"), timed=Count("duration_ms"), total=Sum("duration_ms"), **buckets)
+        .annotate(
+            n=Sum("count"),
+            timed_n=Sum("timed"),
+            total=Sum("duration_ms_sum"),
+            **{f"{name}_n": Sum(name) for name in buckets},
+        )
     )
     return [
         RefreshAttempts(
             outcome=row["outcome"],
             trigger=row["trigger"],
             count=row["n"],
-            timed=row["timed"],
-            duration_ms_sum=row["total"] or 0,
-            cumulative=tuple(row[name] for name in buckets),
+            timed=row["timed_n"],
+            duration_ms_sum=row["total"],
+            cumulative=tuple(row[f"{name}_n"] for name in buckets),
         )
         for row in rows
     ]
@@ -341,3 +351,44 @@ def refresh_token_earliest_expiry() -> datetime | None:
     return Token.objects.filter(
         org__status=Org.Status.CONNECTED, refresh_expires_at__isnull=False
     ).aggregate(earliest=Min("refresh_expires_at"))["earliest"]
+
+
+# The fields of one exported event, in order (docs/history.md; export_token_events --help).
+EXPORT_FIELDS = (
+    "id", "created_at", "org_id", "org_slug", "kind", "trigger", "outcome", "actor",
+    "http_status", "error_code", "message", "access_expires_at", "refresh_expires_at",
+    "access_fingerprint", "refresh_fingerprint", "token_version", "duration_ms",
+)  # fmt: skip
+
+
+def token_events_export(
+    *, since: datetime, until: datetime | None = None, batch_size: int = 1000
+) -> Iterator[dict[str, object]]:
+    """Events from `since` (inclusive) to `until` (exclusive), oldest first, as EXPORT_FIELDS.
+
+    Read in keyset batches of `batch_size` on the (created_at, id) index: memory stays
+    constant, and no query or snapshot stays open while the caller writes the rows out.
+    """
+    events = TokenEvent.objects.filter(created_at__gte=since).order_by("created_at", "id")
+    if until is not None:
+        events = events.filter(created_at__lt=until)
+    columns = [name for name in EXPORT_FIELDS if name != "actor"]
+    after = None
+    while True:
+        batch = events
+        if after is not None:
+            batch = batch.filter(
+                Q(created_at__gt=after[0]) | Q(id__gt=after[1]), created_at__gte=after[0]
+            )
+        rows = list(batch.values(*columns, actor_username=F("actor__username"))[:batch_size])
+        for row in rows:
+            row["actor"] = row.pop("actor_username")
+            yield {name: _exported(row[name]) for name in EXPORT_FIELDS}
+        if len(rows) < batch_size:
+            return
+        after = (rows[-1]["created_at"], rows[-1]["id"])
+
+
+def _exported(value: object) -> object:
+    """A value as JSON can hold it: datetimes in ISO 8601 UTC."""
+    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value

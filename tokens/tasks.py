@@ -5,6 +5,7 @@ import logging
 from django.contrib.auth import get_user_model
 
 from . import services
+from .conf import app_settings
 from .exceptions import OrgNotRefreshable
 from .models import Org
 
@@ -29,3 +30,13 @@ def sweep_due_orgs() -> str:
     dispatched = services.refresh_dispatch_due()
     warned = services.refresh_expiry_alerts_send()
     return f"dispatched {dispatched}, expiry warnings {warned}"
+
+
+def prune_token_events() -> str:
+    """The daily schedule: delete token events past TOKEN_EVENT_RETENTION_DAYS (0: none)."""
+    days = app_settings.TOKEN_EVENT_RETENTION_DAYS
+    if days <= 0:
+        return "retention is off (TOKEN_EVENT_RETENTION_DAYS=0): nothing pruned"
+    result = services.token_events_prune(days=days, batch_size=app_settings.TOKEN_EVENT_PRUNE_BATCH)
+    logger.info("token history pruned: %s", result.summary())
+    return result.summary()

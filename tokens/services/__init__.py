@@ -16,11 +16,13 @@ from .events import token_event_record
 from .importing import SeedImport, org_import_seed
 from .keys import KeySample, encryption_keys_rotate, encryption_keys_sample
 from .refresh import RefreshResult, token_refresh
+from .retention import PruneResult, token_events_prune
 from .served import served_flush, served_record
 
 __all__ = [
     "DisconnectResult",
     "KeySample",
+    "PruneResult",
     "RefreshResult",
     "SeedImport",
     "api_client_create",
@@ -40,5 +42,6 @@ __all__ = [
     "served_flush",
     "served_record",
     "token_event_record",
+    "token_events_prune",
     "token_refresh",
 ]
