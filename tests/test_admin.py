@@ -320,3 +320,23 @@ def test_an_integration_secret_no_key_decrypts_must_be_entered_again(superuser_c
     response = superuser_client.post(url, {**form, "client_secret": "entered-again"})
     assert response.status_code == 302
     assert Integration.objects.get(pk=integration.pk).client_secret == "entered-again"
+
+
+def test_admins_are_registered_in_the_admin_package_init_and_nowhere_else():
+    from pathlib import Path
+
+    import tokens.admin
+
+    package = Path(tokens.admin.__file__).parent
+    registering = [
+        path.name
+        for path in sorted(package.glob("*.py"))
+        if "register(" in path.read_text() and path.name != "__init__.py"
+    ]
+    assert registering == []
+    from django.contrib import admin
+
+    from tokens.models import ApiClient, Integration, Org, TokenEvent, TokenServedCount
+
+    for model in (Integration, Org, ApiClient, TokenServedCount, TokenEvent):
+        assert admin.site.is_registered(model), model

@@ -13,8 +13,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from tokens import admin_history, roles, selectors, services
-from tokens.admin_history import csv_cell
+from tokens import roles, selectors, services
+from tokens.admin import history as admin_history
+from tokens.admin.history import csv_cell
 from tokens.models import ApiClient, Integration, Org, Token, TokenEvent
 
 pytestmark = pytest.mark.django_db

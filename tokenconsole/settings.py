@@ -67,7 +67,7 @@ if not SECURE_HSTS_PRELOAD:
 CONSOLE_BASE_URL = env.str("CONSOLE_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    "tokens.admin_apps.TokenConsoleAdminConfig",  # django.contrib.admin, with the dashboard
+    "tokens.apps.TokenConsoleAdminConfig",  # django.contrib.admin, with the dashboard
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,6 +1,8 @@
-"""App configuration: registers the system checks."""
+"""App configurations: the Token Console app (its system checks) and the admin app with
+the console's own site."""
 
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class TokensConfig(AppConfig):
@@ -12,3 +14,10 @@ class TokensConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the checks)
+
+
+class TokenConsoleAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin, whose default site is the console's (titles, dashboard, OTP)."""
+
+    default = False  # named in full in INSTALLED_APPS; "tokens" means TokensConfig
+    default_site = "tokens.admin.site.console_site"

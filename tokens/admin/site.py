@@ -4,14 +4,11 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from . import clock, selectors
-from .timeline import expiry_timeline_svg
-from .twofactor import (
-    OTP_LOGIN_TEMPLATE,
-    StaffOTPAuthenticationForm,
-    staff_2fa_required,
-    staff_access_allowed,
-)
+from tokens import clock, selectors
+from tokens.timeline import expiry_timeline_svg
+from tokens.twofactor import staff_2fa_required, staff_access_allowed
+
+from .twofactor import OTP_LOGIN_TEMPLATE, StaffOTPAuthenticationForm
 
 
 class TokenConsoleAdminSite(admin.AdminSite):
@@ -50,3 +47,14 @@ class TokenConsoleAdminSite(admin.AdminSite):
             context["dashboard"] = dashboard
             context["timeline_svg"] = expiry_timeline_svg(dashboard.timeline, now=now)
         return super().index(request, context)
+
+
+# The one site: every admin in this package registers on it explicitly (tokens/admin/
+# __init__.py), and django.contrib.admin's lazy `admin.site` resolves to it through
+# tokens.apps.TokenConsoleAdminConfig.default_site, so third-party admins join it too.
+site = TokenConsoleAdminSite()
+
+
+def console_site() -> TokenConsoleAdminSite:
+    """The console's admin site (TokenConsoleAdminConfig.default_site)."""
+    return site

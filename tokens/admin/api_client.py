@@ -11,9 +11,10 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from . import clock, services
-from .admin_history import ReadOnlyAdmin
-from .models import ApiClient, TokenServedCount
+from tokens import clock, services
+from tokens.models import ApiClient
+
+from .history import ReadOnlyAdmin
 
 
 def served_link(counts: QuerySet, field: str, pk: int | None) -> str:
@@ -60,7 +61,6 @@ class ApiClientForm(forms.ModelForm):
         return cleaned
 
 
-@admin.register(ApiClient)
 class ApiClientAdmin(admin.ModelAdmin):
     """Consumers of the token API. Only the key's prefix is ever shown after creation."""
 
@@ -157,7 +157,6 @@ class ApiClientAdmin(admin.ModelAdmin):
         return None
 
 
-@admin.register(TokenServedCount)
 class TokenServedCountAdmin(ReadOnlyAdmin):
     """How many tokens the API served, per org, client and hour. Read-only."""
 

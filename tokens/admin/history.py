@@ -19,8 +19,8 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from . import clock
-from .models import Org, TokenEvent
+from tokens import clock
+from tokens.models import Org, TokenEvent
 
 EXPORT_COLUMNS = [
     "created_at", "org_slug", "kind", "trigger", "outcome", "actor", "http_status",
@@ -113,7 +113,6 @@ class OrgListFilter(admin.RelatedFieldListFilter):
         return list(orgs)
 
 
-@admin.register(TokenEvent)
 class TokenEventAdmin(ReadOnlyAdmin):
     """The append-only token history."""
 
@@ -174,7 +173,6 @@ def history_url(org: Org) -> str:
     return reverse("admin:tokens_tokenevent_changelist") + f"?org__id__exact={org.pk}"
 
 
-@admin.register(LogEntry)
 class LogEntryAdmin(ReadOnlyAdmin):
     """Django's change log — who changed an integration, connected or disconnected an org."""
 
