@@ -275,10 +275,10 @@ def store_under_lost_key(instance, field_name: str, plaintext: str) -> str:
     key no setting holds (a row written by a console with another key); return the
     ciphertext."""
     from cryptography.fernet import Fernet
-    from django.db.models import TextField, Value
+    from django.db.models import BinaryField, Value
 
-    ciphertext = Fernet(Fernet.generate_key()).encrypt(plaintext.encode()).decode()
+    ciphertext = Fernet(Fernet.generate_key()).encrypt(plaintext.encode())
     type(instance).objects.filter(pk=instance.pk).update(
-        **{field_name: Value(ciphertext, output_field=TextField())}
+        **{field_name: Value(ciphertext, output_field=BinaryField())}
     )
-    return ciphertext
+    return ciphertext.decode()

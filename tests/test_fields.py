@@ -26,18 +26,18 @@ def make_integration(name: str = "enc") -> Integration:
     )
 
 
-def raw_secret(pk: int) -> str:
+def raw_secret(pk: int) -> bytes:
     with connection.cursor() as cursor:
         cursor.execute("SELECT client_secret FROM tokens_integration WHERE id = %s", [pk])
-        return cursor.fetchone()[0]
+        return bytes(cursor.fetchone()[0])
 
 
 @pytest.mark.django_db
 def test_secret_is_ciphertext_in_the_row_and_plaintext_in_the_model():
     integration = make_integration()
     stored = raw_secret(integration.pk)
-    assert SECRET not in stored
-    assert stored.startswith("gAAAA")  # Fernet token
+    assert SECRET.encode() not in stored
+    assert stored.startswith(b"gAAAA")  # a Fernet token, stored as bytes
     assert Integration.objects.get(pk=integration.pk).client_secret == SECRET
 
 
@@ -69,7 +69,7 @@ def test_old_and_new_key_both_decrypt_and_new_values_use_the_first_key(settings)
     with override_settings(FIELD_ENCRYPTION_KEYS=[new_key, old_key]):
         assert Integration.objects.get(pk=old.pk).client_secret == SECRET
         new = make_integration("new")
-    assert Fernet(new_key.encode()).decrypt(raw_secret(new.pk).encode()).decode() == SECRET
+    assert Fernet(new_key.encode()).decrypt(raw_secret(new.pk)).decode() == SECRET
     with override_settings(FIELD_ENCRYPTION_KEYS=[new_key]):
         assert Integration.objects.get(pk=new.pk).client_secret == SECRET
         with pytest.raises(EncryptionKeyError):
@@ -115,7 +115,7 @@ def test_rows_no_key_decrypts_load_save_and_delete_without_their_secrets():
     loaded.save()  # written back without reading (or needing) the lost value
     with connection.cursor() as cursor:
         cursor.execute("SELECT access_token FROM tokens_token WHERE id = %s", [token.pk])
-        assert cursor.fetchone()[0] == lost
+        assert bytes(cursor.fetchone()[0]) == lost.encode()
     with pytest.raises(EncryptionKeyError, match=r"Token\.access_token"):
         loaded.access_token  # noqa: B018
     assert loaded.refresh_token == "r"
@@ -137,7 +137,7 @@ def test_system_check_fails_when_no_key_decrypts_the_stored_secrets(settings):
     assert "tokens.E005" in message
     assert "Integration.client_secret, Token.access_token, Token.refresh_token" in message
     assert "Put the key that encrypted them back into FIELD_ENCRYPTION_KEYS" in message
-    assert SECRET not in message and stored not in message
+    assert SECRET not in message and stored.decode() not in message
     old_key = settings.FIELD_ENCRYPTION_KEYS[0]
     with override_settings(FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode(), old_key]):
         call_command("check")  # the old key is back, after a new one: nothing to report

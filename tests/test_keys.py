@@ -8,7 +8,7 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
-from django.db.models import TextField, Value
+from django.db.models import BinaryField, Value
 from django.test import override_settings
 
 from tokens import clock
@@ -71,7 +71,7 @@ def raw_values() -> list[str]:
     with connection.cursor() as cursor:
         for table, column in COLUMNS:
             cursor.execute(f"SELECT {column} FROM {table} ORDER BY id")  # noqa: S608
-            values += [row[0] for row in cursor.fetchall() if row[0]]
+            values += [bytes(row[0]).decode() for row in cursor.fetchall() if row[0]]
     return values
 
 
@@ -183,7 +183,7 @@ def test_an_undecryptable_value_stops_with_its_model_field_and_pk(secrets_stored
     bad = Token.objects.order_by("pk").last()
     lost_ciphertext = lost_key.encrypt(b"lost-access-token").decode()
     Token.objects.filter(pk=bad.pk).update(
-        access_token=Value(lost_ciphertext, output_field=TextField())
+        access_token=Value(lost_ciphertext.encode(), output_field=BinaryField())
     )
     tokens_before = _token_raw_values()
     with override_settings(FIELD_ENCRYPTION_KEYS=[new_key, old_key]):
@@ -225,7 +225,7 @@ def _under(key: str, ciphertext: str) -> bool:
 def _token_raw_values() -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT id, access_token, refresh_token FROM tokens_token ORDER BY id")
-        return cursor.fetchall()
+        return [(pk, *map(bytes, values)) for pk, *values in cursor.fetchall()]
 
 
 def test_a_wrong_only_key_is_reported_not_taken_for_nothing_to_do(secrets_stored):

@@ -33,6 +33,10 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # Comma-separated Fernet keys: the first encrypts, every one decrypts (see README, key rotation).
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+# The same keys for django-fernet-fields (`fernet_fields`), used as Fernet keys as they are
+# (no HKDF): tokens.fields reads FIELD_ENCRYPTION_KEYS itself; these keep the package in step.
+FERNET_KEYS = FIELD_ENCRYPTION_KEYS
+FERNET_USE_HKDF = False
 
 if PRODUCTION:
     require_production_settings(

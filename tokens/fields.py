@@ -1,17 +1,27 @@
-"""EncryptedTextField: a text column encrypted with Fernet keys from FIELD_ENCRYPTION_KEYS.
+"""EncryptedTextField: django-fernet-fields' encrypted field with the console's keys and errors.
 
-We own this small field because django-fernet-fields no longer imports on Django 4+
-and its successor returns ciphertext silently when a key does not match; here a
-wrong or missing key is always a loud EncryptionKeyError.
+Built on `fernet_fields` (the django-fernet-fields-v2 release, pinned): values are stored
+as Fernet tokens in a binary column. The console's subclass adds three things:
 
-A loaded value is decrypted when the attribute is first read, not when the row is
-loaded: a list page, a cascade delete or the sweep never needs a secret, so one value
-under a lost key must not break them. Only the code that reads the secret sees the
-error, and a row saved without reading it writes the stored ciphertext back unchanged.
+- Keys come from FIELD_ENCRYPTION_KEYS (settings also copy them into FERNET_KEYS), used
+  as the Fernet keys themselves, without HKDF: they are 32 random bytes already, checked
+  as Fernet keys (tokens.E002), and any Fernet tool opens a value with the key an operator
+  holds. They are read through a cache that a setting change resets (the package keeps
+  them on the field for the life of the process).
+- A wrong or missing key is a loud EncryptionKeyError naming the column and the setting,
+  never cryptography's bare InvalidToken and never the ciphertext.
+- A loaded value is decrypted when the attribute is first read, not when the row is
+  loaded: a list page, a cascade delete or the sweep never needs a secret, so one value
+  under a lost key must not break them. Only the code that reads the secret sees the
+  error, and a row saved without reading it writes the stored ciphertext back unchanged.
+
+The empty string is stored as empty bytes, not encrypted: a blank refresh token has no
+ciphertext to rotate or lose a key for.
 """
 
 from functools import cache, lru_cache
 
+import fernet_fields
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -78,43 +88,27 @@ def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
 setting_changed.connect(_on_setting_changed)
 
 
-def encrypt(plaintext: str) -> str:
-    """Encrypt with the first key."""
-    return _fernet().encrypt(plaintext.encode()).decode()
-
-
-def decrypt(ciphertext: str, *, label: str = "a value") -> str:
-    """Decrypt with any configured key; raise EncryptionKeyError when none fits."""
-    try:
-        return _fernet().decrypt(ciphertext.encode()).decode()
-    except InvalidToken:
-        raise EncryptionKeyError(
-            f"Cannot decrypt {label} with any key in {SETTING}. The key that encrypted it "
-            f"is missing: add it back to {SETTING} (old keys go after the new one)."
-        ) from None
-
-
 @lru_cache(maxsize=4096)
-def decrypt_cached(ciphertext: str, *, label: str = "a value") -> str:
-    """decrypt(), remembering recent answers: the token API serves the same ciphertext
-    many times, and a Fernet decryption costs more than the rest of its lookup."""
-    return decrypt(ciphertext, label=label)
+def decrypt_cached(stored: bytes, field: "EncryptedTextField") -> str:
+    """field.decrypt(), remembering recent answers: the token API serves the same
+    ciphertext many times, and a Fernet decryption costs more than the rest of its lookup."""
+    return field.decrypt(stored)
 
 
-def reencrypt(ciphertext: str) -> str:
+def reencrypt(stored: bytes) -> bytes:
     """Re-encrypt a stored value with the first key (key rotation)."""
     try:
-        return _fernet().rotate(ciphertext.encode()).decode()
+        return _fernet().rotate(stored)
     except InvalidToken:
         raise EncryptionKeyError(
             f"Cannot decrypt a stored value with any key in {SETTING}."
         ) from None
 
 
-def is_current(ciphertext: str) -> bool:
+def is_current(stored: bytes) -> bool:
     """Whether a stored value is encrypted with the first key (rotation would not change it)."""
     try:
-        _first_fernet().decrypt(ciphertext.encode())
+        _first_fernet().decrypt(stored)
     except InvalidToken:
         return False
     return True
@@ -123,18 +117,23 @@ def is_current(ciphertext: str) -> bool:
 class Sealed:
     """A stored value not decrypted yet; its model attribute decrypts it when first read."""
 
-    __slots__ = ("ciphertext", "label")
+    __slots__ = ("ciphertext", "field")
 
-    def __init__(self, ciphertext: str, label: str) -> None:
+    def __init__(self, ciphertext: bytes, field: "EncryptedTextField") -> None:
         self.ciphertext = ciphertext
-        self.label = label
+        self.field = field
 
     def __repr__(self) -> str:
-        return f"<Sealed {self.label}>"
+        return f"<Sealed {self.field.label}>"
+
+    @property
+    def label(self) -> str:
+        """The column, as "Model.field"."""
+        return self.field.label
 
     def open(self) -> str:
         """The plaintext; EncryptionKeyError when no configured key decrypts it."""
-        return decrypt(self.ciphertext, label=self.label)
+        return self.field.decrypt(self.ciphertext)
 
 
 class DecryptOnRead(DeferredAttribute):
@@ -154,19 +153,53 @@ class DecryptOnRead(DeferredAttribute):
         instance.__dict__[self.field.attname] = value
 
 
-class EncryptedTextField(models.TextField):
-    """A TextField stored as Fernet ciphertext. The empty string is stored as is.
+class EncryptedTextField(fernet_fields.EncryptedTextField):
+    """fernet_fields' EncryptedTextField (a binary column of Fernet tokens) with the keys
+    of FIELD_ENCRYPTION_KEYS, clear errors and decryption on first read.
 
     Loaded values stay Sealed until read (see the module docstring); values() and
-    values_list() of the column yield Sealed objects, opened with .open().
+    values_list() of the column yield Sealed objects, opened with .open(). Like the
+    package's field it refuses every lookup but isnull.
     """
 
     descriptor_class = DecryptOnRead
 
-    def from_db_value(self, value, expression, connection):
+    # The package caches these per field for the process; here they follow the settings.
+    @property
+    def keys(self) -> list[str]:
+        return configured_keys()
+
+    @property
+    def fernet_keys(self) -> list[str]:
+        return self.keys  # no HKDF: see the module docstring
+
+    @property
+    def fernet(self) -> MultiFernet:
+        return _fernet()
+
+    @property
+    def label(self) -> str:
+        """The column, as "Model.field", for messages (never a value)."""
+        return f"{self.model.__name__}.{self.name}"
+
+    def decrypt(self, stored: bytes) -> str:
+        """The plaintext of a stored value, through the package's own from_db_value."""
+        try:
+            return super().from_db_value(stored, None, None)
+        except InvalidToken:
+            raise EncryptionKeyError(
+                f"Cannot decrypt {self.label} with any key in {SETTING}. The key that "
+                f"encrypted it is missing: add it back to {SETTING} (old keys go after the "
+                "new one)."
+            ) from None
+
+    def from_db_value(self, value, expression, connection, *args):
+        if value is None:
+            return None
+        value = bytes(value)
         if not value:
-            return value
-        return Sealed(value, label=f"{self.model.__name__}.{self.name}")
+            return ""
+        return Sealed(value, self)
 
     def pre_save(self, model_instance, add):
         # A value never read is written back as stored: saving needs no key for it.
@@ -175,13 +208,14 @@ class EncryptedTextField(models.TextField):
             return value
         return super().pre_save(model_instance, add)
 
-    def get_prep_value(self, value):
+    def get_db_prep_save(self, value, connection):
+        if hasattr(value, "as_sql"):
+            return value  # an expression (update(col=Value(...))): the package would encrypt it
         if isinstance(value, Sealed):
-            return value.ciphertext
-        value = super().get_prep_value(value)
-        if not value:
-            return value
-        return encrypt(value)
+            return connection.Database.Binary(value.ciphertext)
+        if isinstance(value, str | bytes) and not value:
+            return connection.Database.Binary(b"")
+        return super().get_db_prep_save(value, connection)
 
 
 class HttpsURLField(models.URLField):

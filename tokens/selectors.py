@@ -112,6 +112,10 @@ class ApiOrgToken:
     access_expires_at: datetime | None
 
 
+# The column the lookup decrypts, through the field's own code (t.access_token, stored bytes).
+_ACCESS_TOKEN = Token._meta.get_field("access_token")
+
+
 @cache
 def _api_lookup_sql() -> str:
     def table(model) -> str:
@@ -152,7 +156,7 @@ def api_token_lookup(*, key_prefix: str, slug: str) -> tuple[ApiCaller | None, A
     return caller, ApiOrgToken(
         org_id=row[6], slug=row[7], status=row[8], status_reason=row[9],
         provider_org_id=row[10], cluster_id=row[11], in_scope=bool(row[12]),
-        access_token=decrypt_cached(row[13], label="Token.access_token") if row[13] else None,
+        access_token=decrypt_cached(bytes(row[13]), _ACCESS_TOKEN) if row[13] else None,
         token_type=row[14], access_expires_at=_aware(row[15]),
     )  # fmt: skip
 

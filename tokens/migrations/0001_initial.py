@@ -7,6 +7,11 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+# The three secret columns were tokens.fields.EncryptedTextField in its first, text-column
+# form (Fernet text, blank stored as is): models.TextField is the same column, and keeps this
+# history from following the field's later binary storage. 0099_fernet_fields converts them.
+
+
 class Migration(migrations.Migration):
 
     initial = True
@@ -23,7 +28,7 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=100, unique=True)),
                 ('provider', models.CharField(choices=[('webex', 'Webex / Webex Contact Center'), ('generic', 'Generic OAuth2')], default='webex', max_length=20)),
                 ('client_id', models.CharField(max_length=255)),
-                ('client_secret', tokens.fields.EncryptedTextField()),
+                ('client_secret', models.TextField()),
                 ('authorize_url', tokens.fields.HttpsURLField(max_length=500)),
                 ('token_url', tokens.fields.HttpsURLField(max_length=500)),
                 ('userinfo_url', tokens.fields.HttpsURLField(blank=True, help_text='Optional. Webex: people/me, to verify the org.', max_length=500)),
@@ -62,8 +67,8 @@ class Migration(migrations.Migration):
             name='Token',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('access_token', tokens.fields.EncryptedTextField()),
-                ('refresh_token', tokens.fields.EncryptedTextField(blank=True)),
+                ('access_token', models.TextField()),
+                ('refresh_token', models.TextField(blank=True)),
                 ('token_type', models.CharField(default='Bearer', max_length=32)),
                 ('scope', models.TextField(blank=True)),
                 ('access_expires_at', models.DateTimeField()),

@@ -9,7 +9,7 @@ from django.db import models, transaction
 from django.db.models import ExpressionWrapper, F, Value
 
 from tokens.exceptions import EncryptionKeyError
-from tokens.fields import SETTING, EncryptedTextField, decrypt, is_current, reencrypt, validate_keys
+from tokens.fields import SETTING, EncryptedTextField, is_current, reencrypt, validate_keys
 from tokens.models import TokenEvent
 
 from .events import token_event_record
@@ -87,10 +87,9 @@ def encryption_keys_sample() -> KeySample:
     decrypted, undecryptable = [], []
     for model, fields in encrypted_fields().items():
         for field in fields:
-            label = f"{model.__name__}.{field.name}"
             stored = (
                 model._base_manager.annotate(stored=_raw(field))
-                .exclude(stored="")
+                .exclude(stored=b"")
                 .order_by("-pk")
                 .values_list("stored", flat=True)
                 .first()
@@ -98,11 +97,11 @@ def encryption_keys_sample() -> KeySample:
             if not stored:
                 continue
             try:
-                decrypt(stored, label=label)
+                field.decrypt(bytes(stored))
             except EncryptionKeyError:
-                undecryptable.append(label)
+                undecryptable.append(field.label)
             else:
-                decrypted.append(label)
+                decrypted.append(field.label)
     return KeySample(decrypted=decrypted, undecryptable=undecryptable)
 
 
@@ -152,8 +151,8 @@ def _model_batches(
 
 
 def _raw(field: EncryptedTextField) -> ExpressionWrapper:
-    """The column as stored: a plain-text view of it skips the field's decryption."""
-    return ExpressionWrapper(F(field.attname), output_field=models.TextField())
+    """The column as stored: a plain binary view of it skips the field's decryption."""
+    return ExpressionWrapper(F(field.attname), output_field=models.BinaryField())
 
 
 def _raw_rows(
@@ -164,7 +163,7 @@ def _raw_rows(
     rows = model._base_manager.order_by("pk").annotate(**raw)
     if after is not None:
         rows = rows.filter(pk__gt=after)
-    return list(rows.values_list("pk", *raw)[:limit])
+    return [(pk, *map(bytes, values)) for pk, *values in rows.values_list("pk", *raw)[:limit]]
 
 
 def _rotate_rows(
@@ -186,7 +185,7 @@ def _rotate_rows(
             model._base_manager.filter(pk=pk)
             .alias(stored=_raw(field))
             .filter(stored=old)
-            .update(**{field.attname: Value(new, output_field=models.TextField())})
+            .update(**{field.attname: Value(new, output_field=models.BinaryField())})
         )
         if written:
             counts.reencrypted += 1
@@ -195,7 +194,9 @@ def _rotate_rows(
     return counts
 
 
-def _reencrypt(model: type[models.Model], field: EncryptedTextField, pk: object, old: str) -> str:
+def _reencrypt(
+    model: type[models.Model], field: EncryptedTextField, pk: object, old: bytes
+) -> bytes:
     try:
         return reencrypt(old)
     except EncryptionKeyError:
