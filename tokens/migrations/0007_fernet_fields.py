@@ -116,7 +116,7 @@ def to_text(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tokens", "0005_bind_token_integration"),
+        ("tokens", "0006_event_rollups"),
     ]
 
     operations = [
