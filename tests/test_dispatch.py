@@ -194,12 +194,11 @@ def test_refresh_tokens_command_rejects_unknown_slugs(orgs, provider):
 def test_setup_schedules_is_idempotent(capsys):
     call_command("setup_schedules")
     call_command("setup_schedules")
-    schedule = Schedule.objects.get()
-    assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
-        "tokens.tasks.sweep_due_orgs",
-        Schedule.MINUTES,
-        1,
-    )
+    schedules = {s.func: (s.schedule_type, s.minutes) for s in Schedule.objects.all()}
+    assert schedules == {
+        "tokens.tasks.sweep_due_orgs": (Schedule.MINUTES, 1),
+        "tokens.tasks.sweep_webhooks": (Schedule.MINUTES, 1),
+    }
     assert "Updated schedule" in capsys.readouterr().out
 
 

@@ -81,3 +81,11 @@ class TwoFactorError(TokenConsoleError):
 
 class RefreshInProgress(TokenConsoleError):
     """A refresh holds the org's token right now: try again once it is over."""
+
+
+class UnsafeURL(TokenConsoleError):
+    """A webhook URL is not https to a public address (the SSRF guard refused it)."""
+
+
+class AlertChannelError(TokenConsoleError):
+    """An alert channel (mail, Webex space) did not take an alert; it is retried."""

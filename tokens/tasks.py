@@ -29,3 +29,30 @@ def sweep_due_orgs() -> str:
     dispatched = services.refresh_dispatch_due()
     warned = services.refresh_expiry_alerts_send()
     return f"dispatched {dispatched}, expiry warnings {warned}"
+
+
+def deliver_webhook(delivery_id: int) -> str:
+    """Attempt one webhook delivery; the row, not the queue, plans any retry."""
+    from .services.webhooks import webhook_delivery_attempt
+
+    delivery = webhook_delivery_attempt(delivery_id=delivery_id)
+    return f"{delivery.event_id}: {delivery.status}" if delivery else "not due"
+
+
+def send_alert(message_id: int) -> str:
+    """Send one admin alert through its channel; a failure is retried by the sweep."""
+    from .services.alert_channels import alert_message_send
+
+    message = alert_message_send(message_id=message_id)
+    return f"{message.pk}: {message.status}" if message else "not due"
+
+
+def sweep_webhooks() -> str:
+    """The per-minute webhook schedule: queue due deliveries and alerts, prune old rows."""
+    from .services.alert_channels import alert_messages_dispatch_due
+    from .services.webhooks import webhook_deliveries_dispatch_due, webhook_deliveries_prune
+
+    deliveries = webhook_deliveries_dispatch_due()
+    alerts = alert_messages_dispatch_due()
+    pruned = webhook_deliveries_prune()
+    return f"deliveries {deliveries}, alerts {alerts}, pruned {pruned}"
