@@ -629,7 +629,7 @@ class FakeProvider:
         return error if error is not None else _Response(200)
 
 
-def _message_answer(provider: "FakeProvider", authorization: str | None, body: Any) -> _Response:
+def _message_answer(provider: FakeProvider, authorization: str | None, body: Any) -> _Response:
     if provider.messages_status is not None:
         return _json(provider.messages_status, {"message": "forced by the test"})
     if _bearer(authorization) != provider.bot_token:

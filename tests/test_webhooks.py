@@ -57,7 +57,7 @@ def refresh(org: Org):
 def test_refresh_delivers_a_signed_token_refreshed_event_without_any_secret(
     frozen_clock, connected_org, provider, receiver, hooked, sync_tasks
 ):
-    webhook, key, secret = hooked
+    _webhook, key, secret = hooked
     make_due(frozen_clock, connected_org)
     assert refresh(connected_org).outcome == "refreshed"
     [request] = receiver.received

@@ -29,6 +29,3 @@ class Command(BaseCommand):
         )
         if delivery.status != WebhookDelivery.Status.DELIVERED:
             raise CommandError("The receiver did not accept the ping (see its answer above).")
-
-
-
