@@ -318,3 +318,34 @@ def test_old_deliveries_are_pruned_in_batches(frozen_clock, hooked, settings, re
     assert webhooks.webhook_deliveries_prune() == 2
     assert webhooks.webhook_deliveries_prune() == 1
     assert list(WebhookDelivery.objects.values_list("event_id", flat=True)) == ["new"]
+
+
+def test_push_admin_pages_load_and_redeliver_queues_again(
+    admin_client, frozen_clock, connected_org, provider, receiver, hooked, sync_tasks
+):
+    from django.urls import reverse
+
+    webhook, _, secret = hooked
+    receiver.answers.append((400, {}))
+    webhooks.webhook_ping(webhook=webhook)
+    delivery = WebhookDelivery.objects.get()
+    for name in ("webhook", "webhookdelivery", "alertchannel", "alertmessage"):
+        page = admin_client.get(reverse(f"admin:tokens_{name}_changelist"))
+        assert page.status_code == 200
+        assert secret not in page.content.decode()
+    page = admin_client.get(reverse("admin:tokens_webhookdelivery_change", args=[delivery.pk]))
+    assert page.status_code == 200 and secret not in page.content.decode()
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        admin_client.post(
+            reverse("admin:tokens_webhookdelivery_changelist"),
+            {"action": "redeliver", "_selected_action": [delivery.pk]},
+        )
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered" and len(receiver.received) == 2
+    rotated = admin_client.post(
+        reverse("admin:tokens_webhook_changelist"),
+        {"action": "rotate_secret", "_selected_action": [webhook.pk]},
+    )
+    webhook.refresh_from_db()
+    assert webhook.signing_secret in rotated.content.decode()
+    assert "no-store" in rotated["Cache-Control"]

@@ -12,7 +12,11 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 from django_q.tasks import async_task
 
-from . import admin_api, services  # the admin_* modules register their own classes
+from . import (  # the admin_* modules register their own classes
+    admin_api,
+    admin_push,  # noqa: F401  (registers the webhook and alert-channel admins)
+    services,
+)
 from .admin_history import RecentEventsInline, history_url
 from .exceptions import EncryptionKeyError, OrgNotConnected, OrgNotRefreshable, RefreshInProgress
 from .fields import SETTING
