@@ -8,6 +8,10 @@ of duplicate provider calls (refresh tokens presented more than once).
     .venv/bin/python bench/refresh_throughput.py --orgs 2000 --latency 0.05 --workers 4
 
 Set DATABASE_URL / REDIS_URL to measure PostgreSQL + Redis instead of SQLite.
+
+With --webhook-latency SECONDS, an all-orgs API client has a webhook to a receiver on
+127.0.0.1 that takes that long to answer; deliveries run on their own cluster
+(`Q_CLUSTER_NAME=webhooks`, WEBHOOK_CLUSTER=webhooks), as docs/webhooks.md recommends.
 """
 
 import argparse
@@ -41,6 +45,10 @@ def configure(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
         "TOKEN_CONSOLE_REFRESH_RATE_PER_MINUTE": str(args.orgs),
         "TOKEN_CONSOLE_SWEEP_MAX_DISPATCH": str(args.orgs),
     }
+    if args.webhook_latency is not None:
+        env["TOKEN_CONSOLE_WEBHOOK_ALLOW_PRIVATE_NETWORKS"] = "127.0.0.1/32"
+        env["TOKEN_CONSOLE_WEBHOOK_CLUSTER"] = "webhooks"
+        env["Q_WEBHOOK_WORKERS"] = str(args.webhook_workers)
     if not database_url.startswith("sqlite"):
         # Measure the scale-out setup as README recommends deploying it: each worker keeps
         # its PostgreSQL connection instead of opening (and authenticating) one per task.
@@ -82,6 +90,29 @@ def seed(count: int, provider) -> None:
     Token.objects.bulk_create(tokens, batch_size=500)
 
 
+def webhook_receiver(latency: float | None):
+    """With a latency: a slow receiver, and an all-orgs client whose webhook points there."""
+    if latency is None:
+        return None
+    from tests.webhook_receiver import WebhookReceiver
+    from tokens import services
+    from tokens.services.webhooks import webhook_set
+
+    receiver = WebhookReceiver(delay=latency).start()
+    client, _ = services.api_client_create(name="bench-hooks", all_orgs=True)
+    _, secret = webhook_set(client=client, url=receiver.url)
+    receiver.secrets = [secret]
+    return receiver
+
+
+def webhook_count(status: str | None) -> int:
+    """Webhook deliveries recorded (with that status)."""
+    from tokens.models import WebhookDelivery
+
+    rows = WebhookDelivery.objects.all()
+    return (rows.filter(status=status) if status else rows).count()
+
+
 def main() -> int:
     """Run the benchmark once and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -91,6 +122,10 @@ def main() -> int:
     parser.add_argument("--clusters", type=int, default=1)
     parser.add_argument("--bulk", type=int, default=1, help="django-q2 tasks per dequeue")
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument(
+        "--webhook-latency", type=float, default=None, help="receiver seconds per delivery"
+    )
+    parser.add_argument("--webhook-workers", type=int, default=4)
     parser.add_argument(
         "--reset",
         action="store_true",
@@ -123,11 +158,15 @@ def main() -> int:
     provider.expires_in = 3600
     seed(args.orgs, provider)
     provider.reset_records()
+    receiver = webhook_receiver(args.webhook_latency)
 
     manage = [sys.executable, str(ROOT / "manage.py"), "qcluster"]
     clusters = [
         start_group(manage, cwd=ROOT, env=env, stdout=sys.stderr) for _ in range(args.clusters)
     ]
+    if receiver is not None:
+        hooks_env = {**env, "Q_CLUSTER_NAME": "webhooks"}
+        clusters.append(start_group(manage, cwd=ROOT, env=hooks_env, stdout=sys.stderr))
     try:
         time.sleep(2)  # let the clusters spawn their workers before the clock starts
         started = time.monotonic()
@@ -140,6 +179,7 @@ def main() -> int:
                 break
             time.sleep(0.25)
         elapsed = time.monotonic() - started
+        delivered = webhook_count("delivered")
     finally:
         stop_groups(clusters, timeout=5)
         provider.stop()
@@ -157,6 +197,13 @@ def main() -> int:
     print(f"dispatched={dispatched} in {dispatch_seconds:.2f}s")
     print(f"refreshed={done} seconds={elapsed:.1f} rate={done / elapsed:.1f}/s")
     print(f"provider_calls={sum(presented.values())} duplicates={duplicates}")
+    if receiver is not None:
+        print(
+            f"webhook_latency_ms={args.webhook_latency * 1000:.0f} "
+            f"webhook_workers={args.webhook_workers} deliveries={webhook_count(None)} "
+            f"delivered_when_refreshes_done={delivered} received={len(receiver.received)}"
+        )
+        receiver.stop()
     return 0 if done >= args.orgs and duplicates == 0 else 1
 
 

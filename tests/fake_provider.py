@@ -28,6 +28,7 @@ TOKEN_PATH = "/v1/access_token"
 USERINFO_PATH = "/v1/people/me"
 REVOKE_PATH = "/v1/authorizations"
 RFC7009_REVOKE_PATH = "/v1/revoke"
+MESSAGES_PATH = "/v1/messages"  # Webex messages: the console's alerts to a space
 KNOWN_PATHS = frozenset(
     {AUTHORIZE_PATH, TOKEN_PATH, USERINFO_PATH, REVOKE_PATH, RFC7009_REVOKE_PATH}
 )
@@ -190,6 +191,10 @@ class FakeProvider:
         self._token_arrivals = 0
         self._authorize_calls: list[dict[str, str]] = []
         self._revoke_calls: list[dict[str, Any]] = []
+        self._messages: list[dict[str, Any]] = []
+        # The bot token POST /v1/messages accepts; `messages_status` forces an answer.
+        self.bot_token = "fake-bot-token"
+        self.messages_status: int | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -298,6 +303,12 @@ class FakeProvider:
         with self._lock:
             return [dict(call) for call in self._revoke_calls]
 
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """Snapshot of POST /v1/messages: authorization, json body, status answered."""
+        with self._lock:
+            return [dict(message) for message in self._messages]
+
     def refresh_call_count(self) -> int:
         """Refresh-token grants that reached a fault or the grant logic (not client-auth errors)."""
         with self._lock:
@@ -330,6 +341,7 @@ class FakeProvider:
             self._token_arrivals = 0
             self._authorize_calls.clear()
             self._revoke_calls.clear()
+            self._messages.clear()
 
     # -- direct state access for tests -------------------------------------------------------
 
@@ -363,6 +375,15 @@ class FakeProvider:
             return True
 
     # -- internals (called with the lock held unless noted) ----------------------------------
+
+    def _handle_message(self, authorization: str | None, body: Any) -> _Response:
+        """POST /v1/messages (Webex): a bot posts Markdown to a space. Recorded."""
+        response = _message_answer(self, authorization, body)
+        with self._lock:
+            self._messages.append(
+                {"authorization": authorization, "json": body, "status": response.status}
+            )
+        return response
 
     def _pause(self, seconds: float) -> None:
         # Waiting on the stop event instead of sleeping lets stop() release held requests.
@@ -624,6 +645,16 @@ class FakeProvider:
         return error if error is not None else _Response(200)
 
 
+def _message_answer(provider: FakeProvider, authorization: str | None, body: Any) -> _Response:
+    if provider.messages_status is not None:
+        return _json(provider.messages_status, {"message": "forced by the test"})
+    if _bearer(authorization) != provider.bot_token:
+        return _json(401, {"message": "The request requires a valid access token."})
+    if not isinstance(body, dict) or not body.get("roomId") or not body.get("markdown"):
+        return _json(400, {"message": "roomId and markdown are required."})
+    return _json(200, {"id": str(uuid.uuid4()), "roomId": body["roomId"]})
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     provider: FakeProvider
@@ -652,6 +683,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
+    def _read_json(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            return json.loads(self.rfile.read(length) or b"null")
+        except ValueError:
+            return None
+
     def _read_form(self) -> dict[str, str]:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8", "replace") if length > 0 else ""
@@ -679,6 +717,8 @@ class _Handler(BaseHTTPRequestHandler):
             response = provider._handle_webex_revoke(authorization)  # ?clientId= is ignored
         elif route == ("POST", RFC7009_REVOKE_PATH):
             response = provider._handle_rfc7009_revoke(self._read_form(), authorization)
+        elif route == ("POST", MESSAGES_PATH):
+            response = provider._handle_message(authorization, self._read_json())
         elif parts.path in KNOWN_PATHS:
             response = _json(405, {"message": "method not allowed"})
         else:

@@ -99,6 +99,9 @@ def test_encrypted_fields_are_found_through_the_models_meta():
         ("Integration", "client_secret"),
         ("Token", "access_token"),
         ("Token", "refresh_token"),
+        ("Webhook", "signing_secret"),
+        ("Webhook", "previous_signing_secret"),
+        ("AlertChannel", "webex_bot_token"),
     }
 
 

@@ -8,10 +8,9 @@ import logging
 import unicodedata
 from datetime import datetime
 
-from django.core.mail import mail_admins
 from django.db import transaction
 
-from .models import Org
+from .models import AlertType, ApiClient, Org
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +31,18 @@ def mail_header(text: str) -> str:
     return line
 
 
-def _send_on_commit(subject: str, body: str) -> None:
+def _send_on_commit(alert_type: str, subject: str, body: str) -> None:
     # Every alert's subject comes from data (an org's name): a newline in it would make
     # Django refuse the whole mail with BadHeaderError, or add a header.
     subject = mail_header(subject)
 
     def send() -> None:
+        from .services.alert_channels import alert_route
+
         try:
-            mail_admins(subject, body)
+            alert_route(alert_type=alert_type, subject=subject, body=body)
         except Exception:  # a mail outage must not undo or fail a refresh
-            logger.exception("alert mail failed subject=%r", subject)
+            logger.exception("alert failed subject=%r", subject)
 
     transaction.on_commit(send)
 
@@ -49,6 +50,7 @@ def _send_on_commit(subject: str, body: str) -> None:
 def alert_needs_reconnect(org: Org, *, reason: str) -> None:
     """The provider rejected the grant: an admin must press Reconnect."""
     _send_on_commit(
+        AlertType.NEEDS_RECONNECT,
         f"{org.name} needs to be reconnected",
         f"The provider rejected the stored grant of {org.name} ({org.slug}).\n"
         f"Reason: {reason}\n\nOpen the org in the Token Console and press Reconnect.",
@@ -58,6 +60,7 @@ def alert_needs_reconnect(org: Org, *, reason: str) -> None:
 def alert_encryption_key(org: Org, *, reason: str) -> None:
     """No configured key decrypts a secret the org's refresh needs: refreshes stopped."""
     _send_on_commit(
+        AlertType.ENCRYPTION_KEY,
         f"{org.name} needs to be reconnected (encryption key)",
         f"The stored credentials of {org.name} ({org.slug}) cannot be decrypted with the "
         f"keys in FIELD_ENCRYPTION_KEYS, so its token is no longer refreshed.\n"
@@ -68,6 +71,7 @@ def alert_encryption_key(org: Org, *, reason: str) -> None:
 def alert_recovered(org: Org, *, how: str) -> None:
     """An org that needed attention is healthy again."""
     _send_on_commit(
+        AlertType.RECOVERED,
         f"{org.name} has recovered",
         f"{org.name} ({org.slug}) holds a valid token again ({how}).",
     )
@@ -76,6 +80,7 @@ def alert_recovered(org: Org, *, how: str) -> None:
 def alert_refresh_failing(org: Org, *, failures: int, error_code: str) -> None:
     """Refreshes keep failing for a transient reason (provider down, throttling)."""
     _send_on_commit(
+        AlertType.REFRESH_FAILING,
         f"Token refresh failing for {org.name}",
         f"{failures} refreshes of {org.name} ({org.slug}) failed in a row "
         f"(last error: {error_code or 'no answer'}). The current token is kept and "
@@ -86,8 +91,19 @@ def alert_refresh_failing(org: Org, *, failures: int, error_code: str) -> None:
 def alert_refresh_token_expiring(org: Org, *, expires_at: datetime) -> None:
     """The refresh token runs out soon whatever we do: reconnect before then."""
     _send_on_commit(
+        AlertType.REFRESH_TOKEN_EXPIRING,
         f"{org.name}: refresh token expires {expires_at:%Y-%m-%d}",
         f"The refresh token of {org.name} ({org.slug}) expires at "
         f"{expires_at:%Y-%m-%d %H:%M %Z}. Reconnect the org before then, or it will stop "
         "getting tokens.",
+    )
+
+
+def alert_webhook_disabled(client: ApiClient, *, url: str, reason: str) -> None:
+    """A consumer's webhook kept failing and was disabled: its owner must look at it."""
+    _send_on_commit(
+        AlertType.WEBHOOK_DISABLED,
+        f"Webhook of {client.name} disabled",
+        f"The webhook of API client {client.name} ({url}) was disabled: {reason}\n"
+        "Fix the receiver, then enable the webhook again in the Token Console.",
     )

@@ -105,6 +105,38 @@ DEFAULTS: dict[str, Any] = {
     "TOKEN_EVENT_RETENTION_DAYS": 400,
     # The prune deletes this many events per transaction, so it never holds a lock long.
     "TOKEN_EVENT_PRUNE_BATCH": 1000,
+    # Consumer webhooks (docs/webhooks.md). Seconds to connect to a receiver, and the
+    # total deadline of one delivery attempt (connect, send, and the whole answer).
+    "WEBHOOK_CONNECT_TIMEOUT": 3.0,
+    "WEBHOOK_TOTAL_TIMEOUT": 10.0,
+    # Failed deliveries (network errors, 5xx, 429) retry after base * 2^(n-1) seconds,
+    # capped, with jitter (a longer Retry-After wins), for this many hours.
+    "WEBHOOK_RETRY_BASE_DELAY": 30,
+    "WEBHOOK_RETRY_MAX_DELAY": 60 * 60,
+    "WEBHOOK_RETRY_HOURS": 24,
+    # A webhook whose deliveries have failed for this many days is disabled (admins alerted).
+    "WEBHOOK_DISABLE_AFTER_DAYS": 3,
+    # After a signing-secret rotation the previous secret still signs for this many hours.
+    "WEBHOOK_SECRET_OVERLAP_HOURS": 24,
+    # Delivery-log rows older than this many days are pruned by the webhook sweep.
+    "WEBHOOK_DELIVERY_RETENTION_DAYS": 400,
+    # Networks (CIDRs, space- or comma-separated) webhook URLs may resolve to although they
+    # are not public: on-premise receivers, tests. Plain http is accepted only there.
+    "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "",
+    # django-q2 cluster that runs deliveries. Empty: the main cluster. "webhooks": a
+    # separate `Q_CLUSTER_NAME=webhooks manage.py qcluster`, so slow receivers never hold
+    # a refresh worker (docs/webhooks.md).
+    "WEBHOOK_CLUSTER": "",
+    # Seconds a queued delivery (or alert) stays marked; a task lost with the queue is
+    # queued again by the sweep afterwards. It outlasts WEBHOOK_TOTAL_TIMEOUT.
+    "WEBHOOK_DISPATCH_LEASE": 120,
+    # Most deliveries (and alerts) one sweep queues, and rows one prune deletes at once.
+    "WEBHOOK_SWEEP_MAX": 1000,
+    "WEBHOOK_PRUNE_BATCH": 1000,
+    # Admin alert channels: the Webex API (tests point it at the fake provider) ...
+    "WEBEX_API_BASE_URL": "https://webexapis.com",
+    # ... and how long an alert that a channel failed to take is retried (hours).
+    "ALERT_RETRY_HOURS": 24,
 }
 
 

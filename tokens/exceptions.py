@@ -89,3 +89,11 @@ class AnswerNotStored(ProviderError):
     Not the provider's fault, but handled like a transient provider error: an event is
     recorded and a retry is planned with backoff.
     """
+
+
+class UnsafeURL(TokenConsoleError):
+    """A webhook URL is not https to a public address (the SSRF guard refused it)."""
+
+
+class AlertChannelError(TokenConsoleError):
+    """An alert channel (mail, Webex space) did not take an alert; it is retried."""

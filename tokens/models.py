@@ -449,3 +449,166 @@ class TokenServedCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.count} tokens of {self.org} to {self.client} at {self.hour:%Y-%m-%d %H:00}"
+
+
+class Webhook(models.Model):
+    """Where an API client receives signed events about the orgs in its scope.
+
+    The signing secret is shown once, like a key; a rotation keeps the previous one
+    signing until `previous_secret_expires_at`, so receivers can switch.
+    """
+
+    client = models.OneToOneField(ApiClient, on_delete=models.CASCADE, related_name="webhook")
+    url = models.URLField(
+        "webhook URL",
+        max_length=500,
+        help_text="https, resolving to a public address (or a network in "
+        "WEBHOOK_ALLOW_PRIVATE_NETWORKS). Redirects are not followed.",
+    )
+    signing_secret = EncryptedTextField(editable=False)
+    previous_signing_secret = EncryptedTextField(blank=True, editable=False)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    enabled = models.BooleanField(default=True)
+    # When deliveries started failing without a success since; cleared by a success.
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_reason = models.CharField(max_length=200, blank=True, editable=False)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
+
+    class Meta:
+        ordering = ["client__name"]
+
+    def __str__(self) -> str:
+        return f"Webhook of {self.client}"
+
+    def clean(self) -> None:
+        """Refuse URLs that are not https to a public address (the SSRF guard)."""
+        from . import outbound
+
+        try:
+            outbound.url_check(self.url)
+        except outbound.UnsafeURL as exc:
+            raise ValidationError({"url": str(exc)}) from None
+
+
+class WebhookDelivery(models.Model):
+    """One event to one webhook, with its attempts. Holds no token and no secret."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event_id = models.CharField(max_length=36, unique=True)
+    event = models.CharField(max_length=40)
+    org_slug = models.CharField(max_length=64, blank=True)
+    payload = models.TextField(help_text="The JSON body, sent byte for byte on each attempt.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Failed attempts are retried until then (WEBHOOK_RETRY_HOURS after queueing).
+    retry_until = models.DateTimeField(null=True, blank=True)
+    dispatched_until = models.DateTimeField(null=True, blank=True)
+    response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The start of the receiver's answer, or what went wrong on the way.
+    answer = models.CharField(max_length=200, blank=True)
+    error = models.CharField(max_length=200, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=clock.now, db_index=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="webhookdelivery_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.org_slug} to {self.webhook.client} ({self.status})"
+
+
+class AlertType(models.TextChoices):
+    """The alerts an admin channel can be routed."""
+
+    NEEDS_RECONNECT = "needs_reconnect", "Needs reconnect"
+    REFRESH_FAILING = "refresh_failing", "Refresh failing (after repeated attempts)"
+    RECOVERED = "recovered", "Recovered"
+    REFRESH_TOKEN_EXPIRING = "refresh_token_expiring", "Refresh token expiring"
+    WEBHOOK_DISABLED = "webhook_disabled", "Webhook disabled"
+    ENCRYPTION_KEY = "encryption_key", "Encryption key cannot decrypt"
+
+
+def validate_alert_types(value: Any) -> None:
+    """Model validation for AlertChannel.alert_types: a list of known alert types."""
+    if not isinstance(value, list) or not set(value) <= set(AlertType.values):
+        raise ValidationError(f"Choose alert types among: {', '.join(AlertType.values)}.")
+
+
+def all_alert_types() -> list[str]:
+    """Every alert type: a new channel receives them all."""
+    return list(AlertType.values)
+
+
+class AlertChannel(models.Model):
+    """Where admin alerts go: e-mail, or a Webex space through a bot."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        WEBEX = "webex", "Webex space"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.EMAIL)
+    enabled = models.BooleanField(default=True)
+    alert_types = models.JSONField(default=all_alert_types, validators=[validate_alert_types])
+    email_recipients = models.TextField(
+        blank=True, help_text="E-mail: addresses, one per line. Blank: the ADMINS setting."
+    )
+    webex_bot_token = EncryptedTextField(
+        "Webex bot access token", blank=True, help_text="Webex: write-only, stored encrypted."
+    )
+    webex_room_id = models.CharField("Webex room id", max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        """A Webex channel needs a room id and a bot token."""
+        if self.kind == self.Kind.WEBEX and not self.webex_room_id:
+            raise ValidationError({"webex_room_id": "A Webex space channel needs a room id."})
+
+    def send(self, subject: str, body: str) -> None:
+        """Post one alert now; raises AlertChannelError when the channel did not take it."""
+        from .services.alert_channels import alert_channel_send
+
+        alert_channel_send(channel=self, subject=subject, body=body)
+
+
+class AlertMessage(models.Model):
+    """One alert to one channel, kept until sent so a failing channel is retried."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    channel = models.ForeignKey(AlertChannel, on_delete=models.CASCADE, related_name="messages")
+    alert_type = models.CharField(max_length=30, choices=AlertType.choices)
+    subject = models.CharField(max_length=200)
+    body = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    dispatched_until = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=clock.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="alertmessage_due")]
+
+    def __str__(self) -> str:
+        return f"{self.get_alert_type_display()} to {self.channel} ({self.status})"

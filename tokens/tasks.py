@@ -40,3 +40,30 @@ def prune_token_events() -> str:
     result = services.token_events_prune(days=days, batch_size=app_settings.TOKEN_EVENT_PRUNE_BATCH)
     logger.info("token history pruned: %s", result.summary())
     return result.summary()
+
+
+def deliver_webhook(delivery_id: int) -> str:
+    """Attempt one webhook delivery; the row, not the queue, plans any retry."""
+    from .services.webhooks import webhook_delivery_attempt
+
+    delivery = webhook_delivery_attempt(delivery_id=delivery_id)
+    return f"{delivery.event_id}: {delivery.status}" if delivery else "not due"
+
+
+def send_alert(message_id: int) -> str:
+    """Send one admin alert through its channel; a failure is retried by the sweep."""
+    from .services.alert_channels import alert_message_send
+
+    message = alert_message_send(message_id=message_id)
+    return f"{message.pk}: {message.status}" if message else "not due"
+
+
+def sweep_webhooks() -> str:
+    """The per-minute webhook schedule: queue due deliveries and alerts, prune old rows."""
+    from .services.alert_channels import alert_messages_dispatch_due
+    from .services.webhooks import webhook_deliveries_dispatch_due, webhook_deliveries_prune
+
+    deliveries = webhook_deliveries_dispatch_due()
+    alerts = alert_messages_dispatch_due()
+    pruned = webhook_deliveries_prune()
+    return f"deliveries {deliveries}, alerts {alerts}, pruned {pruned}"

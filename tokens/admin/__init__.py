@@ -6,12 +6,23 @@ Django's admin autodiscovery imports this package. The site is the console's own
 
 from django.contrib.admin.models import LogEntry
 
-from tokens.models import ApiClient, Integration, Org, TokenEvent, TokenServedCount
+from tokens.models import (
+    AlertChannel,
+    AlertMessage,
+    ApiClient,
+    Integration,
+    Org,
+    TokenEvent,
+    TokenServedCount,
+    Webhook,
+    WebhookDelivery,
+)
 
 from .api_client import ApiClientAdmin, TokenServedCountAdmin
 from .history import LogEntryAdmin, TokenEventAdmin
 from .integration import IntegrationAdmin
 from .org import OrgAdmin
+from .push import AlertChannelAdmin, AlertMessageAdmin, WebhookAdmin, WebhookDeliveryAdmin
 from .site import site
 
 site.register(Integration, IntegrationAdmin)
@@ -20,3 +31,7 @@ site.register(ApiClient, ApiClientAdmin)
 site.register(TokenServedCount, TokenServedCountAdmin)
 site.register(TokenEvent, TokenEventAdmin)
 site.register(LogEntry, LogEntryAdmin)
+site.register(Webhook, WebhookAdmin)
+site.register(WebhookDelivery, WebhookDeliveryAdmin)
+site.register(AlertChannel, AlertChannelAdmin)
+site.register(AlertMessage, AlertMessageAdmin)

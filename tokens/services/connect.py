@@ -12,6 +12,7 @@ from tokens.exceptions import ConnectError, ProviderError
 from tokens.models import Integration, Org, Token, TokenEvent, binding_conflict_message
 from tokens.providers import decode_webex_org_id, parse_webex_access_token
 
+from . import webhooks
 from .events import acting_user, token_event_record
 from .store import elapsed_ms, expiry_warning, locked_org_and_token, token_store_answer
 
@@ -120,6 +121,7 @@ def _store_connection(
         )  # fmt: skip
         if was_needing_reconnect:
             alerts.alert_recovered(locked, how="reconnected")
+        webhooks.webhook_token_event_emit(event=webhooks.ORG_RECONNECTED, org=locked, token=token)
     return token
 
 

@@ -13,6 +13,7 @@ from tokens.conf import app_settings
 from tokens.exceptions import OrgNotConnected, ProviderError, RefreshInProgress
 from tokens.models import Org, TokenEvent
 
+from . import webhooks
 from .events import token_event_record
 from .refresh import in_flight
 from .store import elapsed_ms, locked_org_and_token
@@ -73,6 +74,7 @@ def org_disconnect(
             message=message,
             duration_ms=elapsed_ms(started),
         )
+        webhooks.webhook_event_emit(event=webhooks.ORG_DISCONNECTED, org=org)
     logger.info("org disconnected org=%s revoked=%s", org.slug, revoked)
     return DisconnectResult(org_slug=org.slug, revoked=revoked, message=message)
 

@@ -39,6 +39,7 @@ from tokens.logs import log_event
 from tokens.models import Integration, Org, Token, TokenEvent
 from tokens.planning import retry_delay
 
+from . import webhooks
 from .events import token_event_record
 from .store import (
     durably,
@@ -198,6 +199,9 @@ def _mark_undecryptable(
         actor=actor, token=token, message=str(error), error_code=error.error_code,
     )  # fmt: skip
     alerts.alert_encryption_key(org, reason=reason)
+    webhooks.webhook_event_emit(
+        event=webhooks.ORG_NEEDS_RECONNECT, org=org, data={"reason": error.error_code}
+    )
     log_event(
         logger, logging.WARNING, "refresh", org=org.slug, trigger=trigger,
         outcome="needs_reconnect", error=error.error_code, version=token.version,
@@ -262,6 +266,7 @@ def _store_success(
         )
         if recovered:
             alerts.alert_recovered(org, how="refresh succeeded")
+        webhooks.webhook_token_event_emit(event=webhooks.TOKEN_REFRESHED, org=org, token=token)
     # oauth.refresh accepts nothing but a 200 from the token endpoint.
     _log_attempt(claim, trigger, "refreshed", started, status=200, token=token)
     return _result(org, token, "refreshed", f"Refreshed to version {token.version}.")
@@ -410,6 +415,9 @@ def _mark_needs_reconnect(org: Org, token: Token, error: ProviderError) -> str:
     org.status_reason = reason[:500]
     org.save(update_fields=["status", "status_reason", "updated_at"])
     alerts.alert_needs_reconnect(org, reason=reason)
+    webhooks.webhook_event_emit(
+        event=webhooks.ORG_NEEDS_RECONNECT, org=org, data={"reason": error.error_code}
+    )
     return "needs_reconnect"
 
 
