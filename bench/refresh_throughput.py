@@ -140,8 +140,8 @@ def main() -> int:
     django.setup()
     from django.core.management import call_command
 
-    from tests.fake_provider import FakeProvider
     from tokens import services
+    from tokens.demo.provider import FakeProvider
     from tokens.models import Token
     from tokens.processes import start_group, stop_groups
 

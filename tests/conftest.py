@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from tests.fake_provider import FakeProvider
 from tokens import clock
+from tokens.demo.provider import FakeProvider
 from tokens.models import Integration, Org
 
 

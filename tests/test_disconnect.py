@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
-from tests.fake_provider import RFC7009_REVOKE_PATH
 from tokens import oauth, services
+from tokens.demo.provider import RFC7009_REVOKE_PATH
 from tokens.exceptions import InvalidGrant, OrgNotConnected, RefreshInProgress
 from tokens.models import Org, Token, TokenEvent
 

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from tests.fake_provider import FakeProvider
+from tokens.demo.provider import FakeProvider
 
 REDIRECT_URI = "http://app.test/oauth/callback"
 TIMEOUT = 2.0
@@ -570,7 +570,7 @@ def test_server_does_not_log_requests(provider: FakeProvider, capfd: pytest.Capt
 def test_runs_as_a_script_until_sigterm() -> None:
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    args = [sys.executable, "-m", "tests.fake_provider", "--port", "0", "--client-id", "demo-id"]
+    args = [sys.executable, "-m", "tokens.demo.provider", "--port", "0", "--client-id", "demo-id"]
     process = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE, text=True)
     banner: list[str] = []
     try:

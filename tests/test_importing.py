@@ -7,8 +7,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from tests.fake_provider import FakeProvider, webex_id
 from tokens import clock
+from tokens.demo.provider import FakeProvider, webex_id
 from tokens.management.commands.import_seed_env import read_env_file
 from tokens.models import ApiClient, Integration, Org, Token, TokenEvent
 from tokens.selectors import tokens_due

@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from tests.fake_provider import FakeProvider
 from tokens import oauth
+from tokens.demo.provider import FakeProvider
 from tokens.exceptions import (
     InvalidClient,
     InvalidGrant,

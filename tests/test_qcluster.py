@@ -19,11 +19,11 @@ from django.test import override_settings
 from django_q.models import Success
 from django_q.tasks import async_task
 
-from tests.fake_provider import FakeProvider
 from tests.test_runconsole import ROOT, child_pids, live_members
 from tests.test_scale_out import cluster_env, due_orgs, wait_until
 from tokens import services
 from tokens.conf import app_settings
+from tokens.demo.provider import FakeProvider
 from tokens.models import Integration, Org, Token
 from tokens.processes import start_group
 

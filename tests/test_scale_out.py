@@ -27,8 +27,8 @@ from django_q.tasks import async_task
 
 from tests.brokers import queued_tasks
 from tests.conftest import connect_org, database_url_for_subprocess
-from tests.fake_provider import FakeProvider
 from tokens import services
+from tokens.demo.provider import FakeProvider
 from tokens.models import Integration, Org, Token
 from tokens.processes import start_group, stop_groups
 

@@ -56,7 +56,7 @@ class Command(BaseCommand):
         }
         if opts["demo_provider"]:
             commands["demo provider"] = [
-                python, "-m", "tests.fake_provider", "--port", str(opts["demo_provider"]),
+                python, "-m", "tokens.demo.provider", "--port", str(opts["demo_provider"]),
                 "--client-id", "demo-client", "--client-secret", "demo-client-secret",
             ]  # fmt: skip
         self.stdout.write(

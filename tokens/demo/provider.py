@@ -1,7 +1,7 @@
 """A fake, Webex-shaped OAuth2 provider served over real HTTP on localhost, for tests and demos.
 
 Standard library only and Django-free, so it can run inside a test process, as a script for
-``make demo`` (``python -m tests.fake_provider``), or anywhere else without settings.
+``make demo`` (``python -m tokens.demo.provider``), or anywhere else without settings.
 """
 
 from __future__ import annotations
@@ -750,7 +750,7 @@ class _Handler(BaseHTTPRequestHandler):
 def main(argv: list[str] | None = None) -> int:
     """Serve a FakeProvider until SIGINT/SIGTERM (used by `make demo`)."""
     parser = argparse.ArgumentParser(
-        prog="python -m tests.fake_provider", description="Fake Webex OAuth2 provider."
+        prog="python -m tokens.demo.provider", description="Fake Webex OAuth2 provider."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
