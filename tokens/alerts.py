@@ -1,13 +1,17 @@
-"""Mail to the admins when an org needs a human, and when it no longer does.
+"""Alerts to the admins when an org needs a human, and when it no longer does.
 
-Mail goes out only after the transaction that changed the state commits, and never
-carries a secret: org names, states, provider error codes and expiry times.
+Every alert goes to every configured channel (alert_channels: today e-mail to ADMINS),
+only after the transaction that changed the state commits, and never carries a secret:
+org names, states, provider error codes and expiry times.
 """
 
 import logging
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
+from django.conf import settings
 from django.core.mail import mail_admins
 from django.db import transaction
 
@@ -32,16 +36,61 @@ def mail_header(text: str) -> str:
     return line
 
 
+class AlertChannel(Protocol):
+    """Somewhere alerts reach a person."""
+
+    name: str  # what the channel is, for people: "e-mail to ADMINS (ops@example.com)"
+
+    def send(self, subject: str, body: str) -> str:
+        """Deliver one alert; say how it went ("sent"); raise when it could not."""
+
+
+# Django's e-mail backends that deliver nothing to anyone's mailbox.
+_UNDELIVERED_MAIL = {
+    "django.core.mail.backends.console.EmailBackend": "printed to the console",
+    "django.core.mail.backends.filebased.EmailBackend": "written to EMAIL_FILE_PATH",
+    "django.core.mail.backends.dummy.EmailBackend": "discarded",
+}
+
+
+@dataclass(frozen=True)
+class AdminMail:
+    """E-mail to ADMINS through the backend EMAIL_URL configures."""
+
+    recipients: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The channel and its recipients."""
+        return f"e-mail to ADMINS ({', '.join(self.recipients)})"
+
+    def send(self, subject: str, body: str) -> str:
+        """Mail the admins; a backend that delivers nothing (EMAIL_URL unset) says so."""
+        mail_admins(subject, body, fail_silently=False)
+        undelivered = _UNDELIVERED_MAIL.get(settings.EMAIL_BACKEND)
+        return f"{undelivered}, not sent (set EMAIL_URL)" if undelivered else "sent"
+
+
+def alert_channels() -> list[AlertChannel]:
+    """The channels alerts go to, as configured now; empty when alerts reach nobody."""
+    channels: list[AlertChannel] = []
+    recipients = tuple(entry if isinstance(entry, str) else entry[1] for entry in settings.ADMINS)
+    if recipients:
+        channels.append(AdminMail(recipients))
+    return channels
+
+
 def _send_on_commit(subject: str, body: str) -> None:
     # Every alert's subject comes from data (an org's name): a newline in it would make
     # Django refuse the whole mail with BadHeaderError, or add a header.
     subject = mail_header(subject)
 
     def send() -> None:
-        try:
-            mail_admins(subject, body)
-        except Exception:  # a mail outage must not undo or fail a refresh
-            logger.exception("alert mail failed subject=%r", subject)
+        for channel in alert_channels():
+            try:
+                channel.send(subject, body)
+            except Exception:  # an outage of one channel must not undo or fail a refresh
+                logger.exception("alert failed channel=%r subject=%r", channel.name, subject)
 
     transaction.on_commit(send)
 
