@@ -10,7 +10,9 @@ class Command(BaseCommand):
     help = "Create a superuser with a random password if the console has no superuser yet."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--username", default="admin")
+        parser.add_argument(
+            "--username", default="admin", help="Name of the account to create (default: admin)."
+        )
 
     def handle(self, *args: object, username: str, **options: object) -> None:
         users = get_user_model()
