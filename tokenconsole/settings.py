@@ -63,7 +63,8 @@ if not SECURE_HSTS_PRELOAD:
     # domain for months; it is the domain owner's decision, so it is off unless asked for.
     SILENCED_SYSTEM_CHECKS.append("security.W021")
 
-# The public base URL of this console; the OAuth redirect URI is built from it.
+# The public base URL of this console; the OAuth redirect URI is built from it. Unset,
+# `manage.py runconsole` (make run) sets it for its children from the address it serves.
 CONSOLE_BASE_URL = env.str("CONSOLE_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [

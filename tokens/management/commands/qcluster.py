@@ -82,7 +82,11 @@ def supervise_cluster() -> int:
     """Run the cluster in its own process group until a signal or its exit, then stop it."""
     stop = StopRequest()
     stop.install()
-    command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster", "--supervised"]
+    # The checks ran here (or in runconsole): the cluster skips them, so each prints once.
+    command = [
+        sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster", "--supervised",
+        "--skip-checks",
+    ]  # fmt: skip
     cluster = start_group(command, cwd=settings.BASE_DIR)
     while not stop.requested and cluster.poll() is None:
         time.sleep(POLL_SECONDS)
