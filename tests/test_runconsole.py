@@ -8,9 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from io import StringIO
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -129,8 +131,8 @@ def test_demo_console_connects_by_clicking_and_stops_on_ctrl_c(console_env):
     manage(console_env, "migrate", "--no-input")
     manage(console_env, "createcachetable")
     created = manage(console_env, "ensure_admin")
-    password = re.search(r"password (\S+)", created)[1]
-    assert "An admin account exists" in manage(console_env, "ensure_admin")
+    password = re.search(r"Password +(\S+)", created)[1]
+    assert "exists already" in manage(console_env, "ensure_admin")
     manage(console_env, "setup_demo", "--provider-url", f"http://127.0.0.1:{provider_port}")
 
     console = subprocess.Popen(
@@ -209,6 +211,74 @@ def test_ctrl_c_says_nothing_is_lost_when_it_had_to_kill_the_cluster(console_env
     ) in output
     assert "Killed" not in output
     assert "Stopped." in output
+
+
+def read_lines(process: subprocess.Popen) -> list[str]:
+    """The process's output lines so far, growing as a thread reads them."""
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def wait_for_line(lines: list[str], pattern: str, process: subprocess.Popen) -> re.Match:
+    """The first match of `pattern` in the output, once it has been read (bounded)."""
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        found = re.search(pattern, "".join(lines), re.M)
+        if found:
+            return found
+        assert process.poll() is None, "".join(lines)
+        time.sleep(0.1)  # polls a reader thread, not a test of time
+    raise AssertionError(f"no {pattern!r} in the output:\n{''.join(lines)}")
+
+
+def test_make_demo_on_other_ports_connects_there_and_logs_no_noise(tmp_path):
+    from tests.test_setup import make_command, project_copy
+
+    root = project_copy(tmp_path)
+    web_port, provider_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{web_port}"
+    demo = subprocess.Popen(
+        make_command("demo", f"PORT={web_port}", f"DEMO_PROVIDER_PORT={provider_port}"),
+        cwd=root, env={"PATH": os.environ["PATH"], "HOME": str(root)}, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    lines = read_lines(demo)
+    try:
+        wait_for_port(web_port, demo, deadline=120)  # after the whole set-up
+        wait_for_port(provider_port, demo)
+        password = wait_for_line(lines, r"^Password +(\S+) ", demo)[1]
+        session = requests.Session()
+        sign_in(session, base, password)
+        assert session.get(f"{base}/favicon.ico", timeout=5).status_code == 200
+        assert session.get(f"{base}/static/admin/css/base.css", timeout=5).status_code == 200
+        assert session.get(f"{base}/static/missing.css", timeout=5).status_code == 404
+        org_page, pressed = press_connect(session, base)
+        authorize = parse_qs(urlsplit(pressed.headers["Location"]).query)
+        assert authorize["redirect_uri"] == [f"{base}/oauth/callback/"]
+        landed = session.get(pressed.headers["Location"], timeout=10)
+        assert landed.url == base + org_page
+        assert "Demo org is connected" in landed.text
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C reaches make and runconsole
+        demo.wait(timeout=STOP_DEADLINE)
+    wait_for_line(lines, r"^Stopped\.$", demo)
+    output = "".join(lines)
+    # make was interrupted too: it waits for runconsole, then ends by the same signal, as
+    # a shell expects of an interrupted command, without an error line ("make: ***").
+    assert demo.returncode == -signal.SIGINT, output
+    assert '"GET /admin/login/ HTTP/1.1" 200' in output  # the access log is on ...
+    assert '"GET /static/missing.css HTTP/1.1" 404' in output  # ... errors included ...
+    assert "GET /static/admin" not in output  # ... but not for static files served fine
+    assert "favicon" not in output
+    assert "AXES: BEGIN" not in output
+    assert "make: ***" not in output
+    print(output)  # pytest -rP shows what a newcomer sees
 
 
 def test_console_base_url_follows_the_address_unless_set(monkeypatch):
