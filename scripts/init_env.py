@@ -19,7 +19,9 @@ DEBUG=true
 SECRET_KEY={secret_key}
 # Comma-separated Fernet keys; the first encrypts, all decrypt (see README: key rotation).
 FIELD_ENCRYPTION_KEYS={fernet_key}
-CONSOLE_BASE_URL=http://127.0.0.1:8000
+# The console's public address, which the OAuth redirect URI is built from. Unset, it
+# follows the address `make run PORT=...` listens on; set it behind a proxy.
+# CONSOLE_BASE_URL=https://tokens.example.com
 """
 
 

@@ -37,6 +37,7 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         ALLOWED_HOSTS="console.example.com",
         CSRF_TRUSTED_ORIGINS="https://console.example.com",
         CONSOLE_BASE_URL="https://console.example.com",
+        ADMINS="ops@example.com",  # alerts reach someone (tokens.W010)
         SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO",
         TRUSTED_PROXY_COUNT="1",  # the one TLS proxy (docs/operations.md)
         DATABASE_URL=f"sqlite:///{tmp_path / 'deploy.sqlite3'}",

@@ -236,3 +236,27 @@ def test_a_bad_slug_is_refused_and_nothing_is_created(tmp_path):
     with pytest.raises(CommandError, match="slug"):
         import_env(write_env(tmp_path, SAMPLE), "Not a slug")
     assert row_counts() == dict.fromkeys(row_counts(), 0)
+
+
+def test_dry_run_shows_what_it_would_create_and_changes_nothing(tmp_path, caplog):
+    before = row_counts()
+    out, err = import_env(write_env(tmp_path, SAMPLE), name="Acme Contact Center", dry_run=True)
+    assert row_counts() == before  # nothing created, not even the event
+    assert "Would create integration 'Webex'." in out
+    assert "Would create org 'acme' (Acme Contact Center), connected: provider org" in out
+    assert "Would create API client 'acme (sample app)'" in out
+    assert "Dry run: nothing was created." in out
+    assert "org imported" not in caplog.text
+    for key in SECRET_KEYS:
+        assert SAMPLE[key] not in out + err + caplog.text
+
+    out, _ = import_env(write_env(tmp_path, SAMPLE))  # the real import still works after it
+    assert "Created org 'acme'" in out
+    assert Org.objects.filter(slug="acme").exists()
+
+
+def test_dry_run_refuses_what_the_import_would_refuse(tmp_path, org):
+    before = row_counts()
+    with pytest.raises(CommandError, match="exists already"):
+        import_env(write_env(tmp_path, SAMPLE), slug=org.slug, dry_run=True)
+    assert row_counts() == before

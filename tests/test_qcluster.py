@@ -159,6 +159,25 @@ def test_qcluster_killed_outright_takes_its_cluster_with_it(qcluster):
     assert_cluster_gone(leader)
 
 
+def test_a_cluster_whose_supervisor_died_while_it_started_ends_itself(settings):
+    """runconsole may kill qcluster while its cluster is still starting: the cluster must
+    not take that supervisor's successor (init) for its supervisor and run on for ever."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a supervisor that is already dead when the cluster starts
+    command = [
+        sys.executable, str(ROOT / "manage.py"), "qcluster",
+        "--supervised", str(gone.pid), "--skip-checks",
+    ]  # fmt: skip
+    env = cluster_env(settings.Q_CLUSTER.get("redis", ""), workers=1)
+    cluster = start_group(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        assert cluster.wait(timeout=START_SECONDS) == -signal.SIGKILL  # it killed its group
+    finally:
+        for pid in live_members(cluster.pid):
+            os.kill(pid, signal.SIGKILL)
+    assert_cluster_gone(cluster.pid)
+
+
 @override_settings(TOKEN_CONSOLE={"REFRESH_LEASE": 60, "CLUSTER_STOP_TIMEOUT": 60})
 def test_a_stop_timeout_not_below_the_refresh_lease_fails_the_system_check():
     warnings = [m for m in checks.run_checks() if m.id == "tokens.W005"]

@@ -67,7 +67,8 @@ if not SECURE_HSTS_PRELOAD:
     # domain for months; it is the domain owner's decision, so it is off unless asked for.
     SILENCED_SYSTEM_CHECKS.append("security.W021")
 
-# The public base URL of this console; the OAuth redirect URI is built from it.
+# The public base URL of this console; the OAuth redirect URI is built from it. Unset,
+# `manage.py runconsole` (make run) sets it for its children from the address it serves.
 CONSOLE_BASE_URL = env.str("CONSOLE_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
@@ -192,6 +193,8 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = not PRODUCTION
+# Files served at the site's root: /favicon.ico, which browsers ask for on every page.
+WHITENOISE_ROOT = BASE_DIR / "tokens" / "root_files"
 
 LOGIN_URL = "admin:login"
 
@@ -206,6 +209,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "tokens.api.source_address"
 AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
+# Not verbose: no "AXES: BEGIN" line at the start of every command.
+AXES_VERBOSE = False
 
 # Staff must confirm sign-in with a TOTP code (django-otp); on by default in production.
 # Enrol a device with `manage.py totp_enrol USERNAME`.
@@ -303,6 +308,11 @@ LOGGING = {
     "filters": {
         "redact_secrets": {"()": "tokens.logs.RedactSecretsFilter"},
         "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+        # runserver's access log leaves out static files and the favicon served fine.
+        "quiet_static": {
+            "()": "tokens.logs.SkipPathsFilter",
+            "prefixes": ["/" + STATIC_URL.lstrip("/"), "/favicon.ico"],
+        },
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
@@ -327,7 +337,12 @@ LOGGING = {
         # Django's defaults give these loggers handlers of their own, unfiltered:
         # replace them, so their records reach only the handlers above.
         "django": {"handlers": ["mail_admins"], "level": "INFO", "propagate": True},
-        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {
+            "handlers": [],
+            "level": "INFO",
+            "propagate": True,
+            "filters": ["quiet_static"],
+        },
         # urllib3 logs request lines at DEBUG; they carry no secrets in our calls,
         # but nothing it says is worth the risk of a future change that would.
         "urllib3": {"level": "WARNING"},

@@ -1,15 +1,22 @@
-"""Mail to the admins when an org needs a human, and when it no longer does.
+"""Alerts to the admins when an org needs a human, and when it no longer does.
 
-Mail goes out only after the transaction that changed the state commits, and never
-carries a secret: org names, states, provider error codes and expiry times.
+Every alert goes to the channels routed its type (services.alert_channels; e-mail to
+ADMINS when none is configured), only after the transaction that changed the state
+commits, and never carries a secret: org names, states, provider error codes and expiry
+times.
 """
 
 import logging
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-from django.db import transaction
+from django.conf import settings
+from django.core.mail import mail_admins
+from django.db import DatabaseError, transaction
 
+from .models import AlertChannel as AlertChannelRow
 from .models import AlertType, ApiClient, Org
 
 logger = logging.getLogger(__name__)
@@ -29,6 +36,84 @@ def mail_header(text: str) -> str:
     if len(line) > HEADER_MAX_LENGTH:
         line = line[: HEADER_MAX_LENGTH - 1].rstrip() + "…"
     return line
+
+
+class Channel(Protocol):
+    """Somewhere alerts reach a person (send_test_alert and the tokens.W010 check)."""
+
+    name: str  # what the channel is, for people: "e-mail to ADMINS (ops@example.com)"
+
+    def send(self, subject: str, body: str) -> str:
+        """Deliver one alert; say how it went ("sent"); raise when it could not."""
+
+
+# Django's e-mail backends that deliver nothing to anyone's mailbox.
+_UNDELIVERED_MAIL = {
+    "django.core.mail.backends.console.EmailBackend": "printed to the console",
+    "django.core.mail.backends.filebased.EmailBackend": "written to EMAIL_FILE_PATH",
+    "django.core.mail.backends.dummy.EmailBackend": "discarded",
+}
+
+
+@dataclass(frozen=True)
+class AdminMail:
+    """E-mail to ADMINS through the backend EMAIL_URL configures."""
+
+    recipients: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The channel and its recipients."""
+        return f"e-mail to ADMINS ({', '.join(self.recipients)})"
+
+    def send(self, subject: str, body: str) -> str:
+        """Mail the admins; a backend that delivers nothing (EMAIL_URL unset) says so."""
+        mail_admins(subject, body, fail_silently=False)
+        undelivered = _UNDELIVERED_MAIL.get(settings.EMAIL_BACKEND)
+        return f"{undelivered}, not sent (set EMAIL_URL)" if undelivered else "sent"
+
+
+@dataclass(frozen=True)
+class ConfiguredChannel:
+    """An alert channel configured in the admin (e-mail list or Webex space)."""
+
+    row: AlertChannelRow
+
+    @property
+    def name(self) -> str:
+        """The channel's kind and name."""
+        return f"{self.row.get_kind_display()} {self.row.name!r}"
+
+    def send(self, subject: str, body: str) -> str:
+        """Deliver through the channel now; raise AlertChannelError when it fails."""
+        from .services.alert_channels import alert_channel_send
+
+        alert_channel_send(channel=self.row, subject=subject, body=body)
+        undelivered = self.row.kind == self.row.Kind.EMAIL and _UNDELIVERED_MAIL.get(
+            settings.EMAIL_BACKEND
+        )
+        return f"{undelivered}, not sent (set EMAIL_URL)" if undelivered else "sent"
+
+
+def alert_channels() -> list[Channel]:
+    """The channels alerts go to, as configured now; empty when alerts reach nobody.
+
+    The enabled alert channels of the admin, or, with none, e-mail to ADMINS (what
+    alert_route does then too). An e-mail channel without its own list mails ADMINS,
+    so it reaches nobody while ADMINS is empty.
+    """
+    admins = tuple(entry if isinstance(entry, str) else entry[1] for entry in settings.ADMINS)
+    try:
+        rows = list(AlertChannelRow.objects.filter(enabled=True))
+    except DatabaseError:  # not migrated yet (the system checks run first)
+        rows = []
+    if not rows:
+        return [AdminMail(admins)] if admins else []
+    return [
+        ConfiguredChannel(row)
+        for row in rows
+        if admins or row.kind != row.Kind.EMAIL or row.email_recipients.split()
+    ]
 
 
 def _send_on_commit(alert_type: str, subject: str, body: str) -> None:

@@ -237,3 +237,21 @@ def check_refresh_lease(app_configs, **kwargs) -> list[checks.CheckMessage]:
             id="tokens.E007",
         )
     ]
+
+
+@checks.register()
+def check_alert_channels(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Alerts (an org needs a reconnect, refreshes keep failing) must reach someone."""
+    from .alerts import alert_channels  # imports the models, which load after the checks
+
+    if alert_channels():
+        return []
+    return [
+        checks.Warning(
+            "No alert channel is configured (ADMINS is empty): nobody is told when an org "
+            "needs a reconnect, its refreshes keep failing or its refresh token runs out.",
+            hint="Set ADMINS (for example ADMINS=ops@example.com) and EMAIL_URL (for example "
+            "smtp+tls://mail.example.com:587), then run `manage.py send_test_alert`.",
+            id="tokens.W010",
+        )
+    ]

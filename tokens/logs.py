@@ -98,6 +98,25 @@ class RedactSecretsFilter(logging.Filter):
         return True
 
 
+class SkipPathsFilter(logging.Filter):
+    """Drops the development server's access lines for paths under `prefixes` served fine.
+
+    For the `django.server` logger: its records carry the request line as their first
+    argument and the status as `status_code`. Errors (4xx, 5xx) are always kept.
+    """
+
+    def __init__(self, prefixes: list[str]) -> None:
+        super().__init__()
+        self.prefixes = tuple(prefixes)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a successful request whose path starts with one of the prefixes."""
+        if getattr(record, "status_code", 0) >= 400 or not isinstance(record.args, tuple):
+            return True
+        request_line = str(record.args[0]).split() if record.args else []
+        return not (len(request_line) > 1 and request_line[1].startswith(self.prefixes))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, `extra` fields, traceback."""
 

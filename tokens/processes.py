@@ -38,8 +38,11 @@ def stop_groups(
             process.wait(timeout=max(0.0, deadline - time.monotonic()))
     killed = []
     for process in processes:
+        # Asked before the SIGKILL, which may end the leader before a later poll() could
+        # tell a leader that was still running from one that had stopped in time.
+        running = process.poll() is None
         # Workers of a cluster may outlive their leader: kill the group either way.
-        if _signal_group(process, signal.SIGKILL) and process.poll() is None:
+        if _signal_group(process, signal.SIGKILL) and running:
             killed.append(process.pid)
         process.wait()
     return killed

@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import Count, F, Min, Q, QuerySet, Sum
 from django_q.models import Success
 
+from .alerts import alert_channels
 from .conf import app_settings
 from .fields import decrypt_cached
 from .models import (
@@ -244,6 +245,7 @@ class Dashboard:
     outcomes_24h: dict[str, int]
     timeline: list[TimelineRow]
     timeline_total: int
+    alerts_reach_nobody: bool = False  # no alert channel is configured (tokens.W010)
 
 
 DASHBOARD_LIST_LIMIT = 20
@@ -281,6 +283,7 @@ def dashboard_figures(*, now: datetime) -> Dashboard:
         outcomes_24h={outcome: outcomes.get(outcome, 0) for outcome in TokenEvent.Outcome.values},
         timeline=[_timeline_row(org) for org in with_token[:TIMELINE_LIMIT]],
         timeline_total=with_token.count(),
+        alerts_reach_nobody=not alert_channels(),
     )
 
 

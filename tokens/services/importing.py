@@ -42,12 +42,14 @@ def org_import_seed(
     legacy_from: str = "",
     legacy_passphrase: str = "",
     allowed_networks: str = "",
+    dry_run: bool = False,
 ) -> SeedImport:
     """Create the sample app's org, its token and its legacy API client in one transaction.
 
     The token's expiry is unknown, so it is due at once: the next sweep refreshes it.
     Raises ValidationError (naming the sample's .env key where one is at fault); then
-    nothing is created.
+    nothing is created. With `dry_run`, everything is created, checked and rolled back,
+    so the result shows what an import would create.
     """
     provider_org_id = _provider_org_id(org_id, access_token)
     _check_networks(allowed_networks)
@@ -78,7 +80,10 @@ def org_import_seed(
             legacy_passphrase=legacy_passphrase,
             allowed_networks=allowed_networks,
         )
-    logger.info("org imported org=%s access_fp=%s", org.slug, token.access_fingerprint)
+    if dry_run:
+        transaction.set_rollback(True)  # checked and shown, never kept
+    else:
+        logger.info("org imported org=%s access_fp=%s", org.slug, token.access_fingerprint)
     return SeedImport(integration, created, org, token, client)
 
 

@@ -14,10 +14,25 @@ class Command(BaseCommand):
     help = "Create a token API client and print its key, which is shown only this once."
 
     def add_arguments(self, parser):
-        parser.add_argument("name")
-        parser.add_argument("--org", action="append", default=[], metavar="SLUG")
+        parser.add_argument(
+            "name", help="A name for the client, e.g. the flow or service using it."
+        )
+        parser.add_argument(
+            "--org",
+            action="append",
+            default=[],
+            metavar="SLUG",
+            help="An org the client may read; repeat it for several.",
+        )
         parser.add_argument("--all-orgs", action="store_true", help="May read every org.")
-        parser.add_argument("--allow-cidr", action="append", default=[], metavar="CIDR")
+        parser.add_argument(
+            "--allow-cidr",
+            action="append",
+            default=[],
+            metavar="CIDR",
+            help="Accept the key only from this network (e.g. 10.0.0.0/8); repeat it for "
+            "several. Default: from anywhere.",
+        )
         parser.add_argument(
             "--legacy-from",
             default="",

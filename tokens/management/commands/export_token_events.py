@@ -21,7 +21,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--since", required=True, help="ISO date or datetime (UTC if naive).")
         parser.add_argument("--until", help="ISO date or datetime (UTC if naive); default: now.")
-        parser.add_argument("--format", choices=["jsonl"], default="jsonl")
+        parser.add_argument(
+            "--format", choices=["jsonl"], default="jsonl", help="jsonl: one JSON object a line."
+        )
         parser.add_argument("--output", help="Write to this file instead of standard output.")
         parser.add_argument("--batch-size", type=int, default=1000, help="Events per query.")
 

@@ -1,4 +1,4 @@
-"""manage.py import_seed_env PATH --org SLUG [--integration NAME] [--name ORG_NAME]"""
+"""manage.py import_seed_env PATH --org SLUG [--integration NAME] [--name ORG_NAME] [--dry-run]"""
 
 import re
 from pathlib import Path
@@ -28,11 +28,29 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", help="The sample app's .env file.")
         parser.add_argument("--org", required=True, metavar="SLUG", help="Slug of the new org.")
-        parser.add_argument("--integration", default="Webex", metavar="NAME")
+        parser.add_argument(
+            "--integration",
+            default="Webex",
+            metavar="NAME",
+            help="The integration to create, or reuse when its client id and secret match "
+            "(default: Webex).",
+        )
         parser.add_argument("--name", default="", metavar="ORG_NAME", help="Default: the slug.")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Check the file and show what would be created, without creating anything.",
+        )
 
     def handle(
-        self, *args: object, path: str, org: str, integration: str, name: str, **options: object
+        self,
+        *args: object,
+        path: str,
+        org: str,
+        integration: str,
+        name: str,
+        dry_run: bool,
+        **options: object,
     ) -> None:
         values = checked_values(read_env_file(Path(path)), path)
         try:
@@ -48,17 +66,22 @@ class Command(BaseCommand):
                 legacy_from=values.get("FROM", ""),
                 legacy_passphrase=values.get("PASSPHRASE", ""),
                 allowed_networks=values.get("SOURCE_IP", ""),
+                dry_run=dry_run,
             )
         except ValidationError as exc:
             raise CommandError(f"{problems(exc)} Nothing was created.") from None
-        self._report(result)
+        self._report(result, dry_run=dry_run)
+        if dry_run:
+            self.stdout.write("Dry run: nothing was created. Run it without --dry-run to import.")
 
-    def _report(self, result: services.SeedImport) -> None:
-        verb = "Created" if result.integration_created else "Reused"
+    def _report(self, result: services.SeedImport, *, dry_run: bool) -> None:
+        """What was created (fingerprints and names only); "Would ..." in a dry run."""
+        create, reuse = ("Would create", "Would reuse") if dry_run else ("Created", "Reused")
         org, token = result.org, result.token
+        verb = create if result.integration_created else reuse
         self.stdout.write(f"{verb} integration {result.integration.name!r}.")
         self.stdout.write(
-            f"Created org {org.slug!r} ({org.name}), connected: provider org "
+            f"{create} org {org.slug!r} ({org.name}), connected: provider org "
             f"{org.provider_org_id}, cluster {org.cluster_id or 'unknown'}."
         )
         self.stdout.write(
@@ -66,11 +89,14 @@ class Command(BaseCommand):
             f"{token.refresh_fingerprint}. Its expiry is unknown, so the next sweep refreshes it."
         )
         if result.api_client is None:
-            self.stdout.write("No FROM and PASSPHRASE: no API client for /api/token was created.")
+            was = "would be" if dry_run else "was"
+            self.stdout.write(
+                f"No FROM and PASSPHRASE: no API client for /api/token {was} created."
+            )
             return
         endpoint = settings.CONSOLE_BASE_URL + reverse("tokens:api-legacy-token")
         self.stdout.write(
-            f"Created API client {result.api_client.name!r}: point the flow at {endpoint} "
+            f"{create} API client {result.api_client.name!r}: point the flow at {endpoint} "
             "with its X-Organization-Id, X-From and X-API-Phrase headers unchanged."
         )
 

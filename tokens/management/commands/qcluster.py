@@ -65,15 +65,17 @@ class Command(BaseCommand):
             dest="cluster_name",
             help="Cluster (queue) name instead of Q_CLUSTER's, as django-q2's --name.",
         )
-        # The supervisor starts the cluster's own process with this; not for people.
-        parser.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
+        # The supervisor starts the cluster's own process with its pid; not for people.
+        parser.add_argument("--supervised", type=int, metavar="PID", help=argparse.SUPPRESS)
 
-    def handle(self, *args: object, cluster_name: str | None, supervised: bool, **opts) -> None:
+    def handle(
+        self, *args: object, cluster_name: str | None, supervised: int | None, **opts
+    ) -> None:
         if not settings.SECRET_KEY:  # django-q2 signs every task with it
             raise CommandError("SECRET_KEY is empty: the cluster cannot sign its tasks.")
         if cluster_name:
             os.environ["Q_CLUSTER_NAME"] = cluster_name  # read by django-q2 at import
-        exit_code = run_cluster() if supervised else supervise_cluster()
+        exit_code = run_cluster(supervisor=supervised) if supervised else supervise_cluster()
         if exit_code:
             sys.exit(exit_code)
 
@@ -82,7 +84,11 @@ def supervise_cluster() -> int:
     """Run the cluster in its own process group until a signal or its exit, then stop it."""
     stop = StopRequest()
     stop.install()
-    command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster", "--supervised"]
+    # The checks ran here (or in runconsole): the cluster skips them, so each prints once.
+    command = [
+        sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster",
+        "--supervised", str(os.getpid()), "--skip-checks",
+    ]  # fmt: skip
     cluster = start_group(command, cwd=settings.BASE_DIR)
     while not stop.requested and cluster.poll() is None:
         time.sleep(POLL_SECONDS)
@@ -97,11 +103,14 @@ def supervise_cluster() -> int:
     return 0 if stop.requested else 1
 
 
-def run_cluster() -> int:
-    """Run django-q2's cluster in this process until asked to stop; 1 if it died by itself."""
+def run_cluster(*, supervisor: int) -> int:
+    """Run django-q2's cluster in this process until asked to stop; 1 if it died by itself.
+
+    `supervisor` is the pid of the qcluster that started it, passed rather than read with
+    getppid() here: a supervisor killed while this process starts must still be missed.
+    """
     from django_q.cluster import Cluster  # sets up Django's apps on import
 
-    supervisor = os.getppid()
     stop = StopRequest()
     # Cluster() installs django-q2's handlers; block the signals until ours replace them.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)

@@ -14,7 +14,11 @@ class Command(BaseCommand):
     help = "Create (or update) a Demo provider integration and a demo org for `make demo`."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--provider-url", default="http://127.0.0.1:8765")
+        parser.add_argument(
+            "--provider-url",
+            default="http://127.0.0.1:8765",
+            help="Where the fake provider of `make demo` listens (DEMO_PROVIDER_PORT).",
+        )
 
     def handle(self, *args: object, provider_url: str, **options: object) -> None:
         base = provider_url.rstrip("/")

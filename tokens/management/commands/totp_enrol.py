@@ -16,7 +16,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("username")
+        parser.add_argument("username", help="The staff user who gets the TOTP device.")
         parser.add_argument("--name", default="Authenticator app", help="The device's name.")
 
     def handle(self, *args: object, username: str, name: str, **options: object) -> None:
