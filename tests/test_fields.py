@@ -76,6 +76,7 @@ def test_old_and_new_key_both_decrypt_and_new_values_use_the_first_key(settings)
             Integration.objects.get(pk=old.pk).client_secret  # noqa: B018
 
 
+@pytest.mark.django_db  # the checks read the stored values and the alert channels
 def test_malformed_key_is_reported_by_position_without_echoing_it():
     with override_settings(FIELD_ENCRYPTION_KEYS=["not-a-fernet-key"]):
         with pytest.raises(SystemCheckError) as excinfo:
@@ -85,6 +86,7 @@ def test_malformed_key_is_reported_by_position_without_echoing_it():
     assert "not-a-fernet-key" not in str(excinfo.value)
 
 
+@pytest.mark.django_db  # the checks read the stored values and the alert channels
 def test_system_check_fails_without_keys():
     with override_settings(FIELD_ENCRYPTION_KEYS=[]):
         with pytest.raises(SystemCheckError, match=r"tokens\.E001"):
