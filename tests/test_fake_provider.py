@@ -446,6 +446,14 @@ def test_429_sends_retry_after_when_asked(provider: FakeProvider) -> None:
     assert response.headers["Retry-After"] == "7"
 
 
+def test_503_sends_retry_after_as_given_when_asked(provider: FakeProvider) -> None:
+    _, refresh_token = provider.issue_tokens_directly()
+    provider.fail_next("503", retry_after="\u00b2")
+    response = refresh(provider, refresh_token)
+    assert response.status_code == 503
+    assert response.raw.headers["Retry-After"] == "\u00b2"  # the latin-1 byte 0xB2
+
+
 def test_reset_drops_the_connection(provider: FakeProvider) -> None:
     _, refresh_token = provider.issue_tokens_directly()
     provider.fail_next("reset")

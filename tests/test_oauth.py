@@ -134,6 +134,23 @@ def test_retry_after_is_read_from_429(provider):
     assert excinfo.value.retry_after == 37
 
 
+@pytest.mark.parametrize(
+    ("mode", "value"),
+    [
+        ("429", "\u00b2"),  # "²": isdigit() says yes, float() says no
+        ("503", "\u00b3"),
+        ("429", "1\u00b9"),
+        ("503", "Mon, 01 Jan 99999999999 00:00:00 GMT"),  # a year past C's int
+    ],
+)
+def test_a_retry_after_that_is_neither_ascii_digits_nor_a_date_is_ignored(provider, mode, value):
+    _, refresh_token = provider.issue_tokens_directly()
+    provider.fail_next(mode, retry_after=value)
+    with pytest.raises(ProviderUnavailable) as excinfo:
+        oauth.refresh(config_for(provider), refresh_token=refresh_token)
+    assert (excinfo.value.http_status, excinfo.value.retry_after) == (int(mode), None)
+
+
 def test_unreachable_provider_is_unavailable():
     config = oauth.ClientConfig(
         client_id="c",

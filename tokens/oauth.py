@@ -54,6 +54,8 @@ _TOKEN = re.compile(rf"[\x21-\x7e]{{1,{_TOKEN_MAX_CHARS}}}")
 _TOKEN_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 # Longest scope string kept; a longer one is cut at a space.
 _SCOPE_MAX = 4000
+# Retry-After's delta-seconds (RFC 9110 10.2.3): ASCII digits only.
+_DELTA_SECONDS = re.compile(r"[0-9]+")
 _local = threading.local()
 
 
@@ -446,15 +448,18 @@ def _json_object(response: _Reply, endpoint: str) -> dict[str, Any] | None:
 
 
 def _retry_after(response: _Reply) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date), or None."""
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), or None.
+
+    Anything else is ignored, including digits that are not ASCII ("²" passes isdigit()).
+    """
     raw = response.headers.get("Retry-After", "").strip()
     if not raw:
         return None
-    if raw.isdigit():
+    if _DELTA_SECONDS.fullmatch(raw):
         return float(raw)
     try:
         when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a year past C's int
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

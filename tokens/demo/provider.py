@@ -183,7 +183,7 @@ class FakeProvider:
         # One lock guards all mutable state; the condition lets tests wait for requests.
         self._lock = threading.Lock()
         self._records_changed = threading.Condition(self._lock)
-        self._faults: deque[tuple[str, int | None]] = deque()
+        self._faults: deque[tuple[str, int | str | None]] = deque()
         self._codes: dict[str, _Code] = {}
         self._grants_by_access: dict[str, _Grant] = {}
         self._grants_by_refresh: dict[str, _Grant] = {}
@@ -271,8 +271,12 @@ class FakeProvider:
 
     # -- faults and records ------------------------------------------------------------------
 
-    def fail_next(self, mode: str, count: int = 1, *, retry_after: int | None = None) -> None:
-        """Make the next `count` token-endpoint requests answer with fault `mode`."""
+    def fail_next(self, mode: str, count: int = 1, *, retry_after: int | str | None = None) -> None:
+        """Make the next `count` token-endpoint requests answer with fault `mode`.
+
+        `retry_after` goes into the Retry-After header of a 429 or 503 as given (a string
+        is sent as its latin-1 bytes, however odd).
+        """
         if mode not in FAULT_MODES:
             raise ValueError(f"unknown fault mode {mode!r}; expected one of {sorted(FAULT_MODES)}")
         if count < 1:
@@ -437,8 +441,12 @@ class FakeProvider:
         payload["scope"] = self.scope if self.scope is not None else grant.scope
         return {**payload, **self.answer_overrides}
 
-    def _fault_response(self, mode: str, retry_after: int | None) -> _Response:
+    def _fault_response(self, mode: str, retry_after: int | str | None) -> _Response:
         match mode:
+            case "503" if retry_after is not None:
+                response = _text(503, "fake provider fault 503")
+                response.headers["Retry-After"] = str(retry_after)
+                return response
             case "500" | "502" | "503":
                 return _text(int(mode), f"fake provider fault {mode}")
             case "429":
