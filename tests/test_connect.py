@@ -472,3 +472,16 @@ def test_a_client_secret_undecryptable_by_the_callback_shows_the_error_page(
     assert provider.token_calls == []  # the code was never exchanged
     assert Org.objects.get(pk=org.pk).status == Org.Status.PENDING
     assert not Token.objects.filter(org=org).exists()
+
+
+def test_the_error_description_of_a_callback_is_stored_without_control_characters(
+    operator_client, org, provider
+):
+    state = callback_query(start_connect(operator_client, org))["state"]
+    description = "Consent\nrefused\x00 by\r\n\tthe \u202eadmin\x1b[31m."
+    query = urlencode({"state": state, "error": "access_denied", "error_description": description})
+    response = operator_client.get(f"{reverse('tokens:oauth-callback')}?{query}")
+    assert response.status_code == 302
+    event = TokenEvent.objects.get(org=org)
+    assert event.message.endswith("Provider said: Consent refused by the admin [31m.")
+    assert not any(ord(c) < 0x20 or c == "\u202e" for c in event.message)

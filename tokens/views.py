@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 SESSION_KEY = "tokens_oauth_pending"
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DESCRIPTION_MAX = 300
+# C0 and C1 controls, DEL and the bidi controls that reorder what an admin page shows.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def redirect_uri() -> str:
@@ -106,7 +109,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     if error_code:
         if not _ERROR_CODE.fullmatch(error_code):
             error_code = "invalid_error_code"
-        description = request.GET.get("error_description", "")[:300]
+        description = _printable(request.GET.get("error_description", ""))[:_DESCRIPTION_MAX]
         services.org_connect_failed(
             org=org, error_code=error_code, description=description, actor=request.user
         )
@@ -197,6 +200,11 @@ def _undecryptable_secret_message(org: Org) -> str:
         "(FIELD_ENCRYPTION_KEYS). Put the key that encrypted it back, or enter the client "
         "secret again in the integration. Nothing was changed."
     )
+
+
+def _printable(text: str) -> str:
+    """Provider text with control characters gone and whitespace runs collapsed."""
+    return " ".join(_CONTROL_CHARACTERS.sub(" ", text).split())
 
 
 def _error_page(request: HttpRequest, message: str, *, status: int) -> HttpResponse:
