@@ -230,6 +230,16 @@ def test_other_paths_under_api_get_a_json_404(client, key):
 
 
 @pytest.mark.parametrize(
+    "path", ["/api/x%0A", "/api/%0A", "/api/token%0A", "/api/v1/orgs/acme/token%0A", "/api/a%0Ab"]
+)
+def test_a_path_under_api_with_an_encoded_newline_gets_a_json_404(client, connected_org, key, path):
+    response = client.get(path, HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize(
     ("status", "reason", "error"),
     [
         (Org.Status.NEEDS_RECONNECT, "invalid_grant: token revoked", "needs_reconnect"),

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from tests.conftest import connect_org, make_staff
+from tests.conftest import connect_org, make_staff, store_under_lost_key
 from tokens.exceptions import ConnectError
 from tokens.models import Org, Token, TokenEvent
 from tokens.views import SESSION_KEY
@@ -436,3 +436,52 @@ def test_org_moved_to_another_integration_during_the_code_exchange_is_not_connec
     assert not Token.objects.filter(org=org).exists()
     event = TokenEvent.objects.get(org=org)
     assert (event.kind, event.error_code) == ("connect_failed", "integration_changed")
+
+
+def test_connect_with_an_undecryptable_client_secret_shows_the_error_page_and_changes_nothing(
+    operator_client, connected_org, provider
+):
+    before = snapshot(connected_org)
+    events = TokenEvent.objects.filter(org=connected_org).count()
+    store_under_lost_key(connected_org.integration, "client_secret", "lost-client-secret")
+    provider.reset_records()
+    url = reverse("tokens:oauth-connect", args=[connected_org.slug])
+    for send in (operator_client.get, operator_client.post):
+        response = send(url)
+        assert response.status_code == 409
+        page = response.content.decode()
+        assert "cannot be decrypted with the configured keys" in page
+        assert "enter the client secret again in the integration" in page
+        assert "lost-client-secret" not in page
+    assert SESSION_KEY not in operator_client.session  # no OAuth state was created
+    assert provider.authorize_calls == []
+    assert snapshot(connected_org) == before
+    assert TokenEvent.objects.filter(org=connected_org).count() == events
+
+
+def test_a_client_secret_undecryptable_by_the_callback_shows_the_error_page(
+    operator_client, org, provider
+):
+    callback = provider_redirect(start_connect(operator_client, org))
+    store_under_lost_key(org.integration, "client_secret", "lost-client-secret")
+    response = follow_callback(operator_client, callback)
+    assert response.status_code == 409
+    page = response.content.decode()
+    assert "Cannot decrypt Integration.client_secret" in page and "Nothing was changed" in page
+    assert "lost-client-secret" not in page
+    assert provider.token_calls == []  # the code was never exchanged
+    assert Org.objects.get(pk=org.pk).status == Org.Status.PENDING
+    assert not Token.objects.filter(org=org).exists()
+
+
+def test_the_error_description_of_a_callback_is_stored_without_control_characters(
+    operator_client, org, provider
+):
+    state = callback_query(start_connect(operator_client, org))["state"]
+    description = "Consent\nrefused\x00 by\r\n\tthe \u202eadmin\x1b[31m."
+    query = urlencode({"state": state, "error": "access_denied", "error_description": description})
+    response = operator_client.get(f"{reverse('tokens:oauth-callback')}?{query}")
+    assert response.status_code == 302
+    event = TokenEvent.objects.get(org=org)
+    assert event.message.endswith("Provider said: Consent refused by the admin [31m.")
+    assert not any(ord(c) < 0x20 or c == "\u202e" for c in event.message)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -446,6 +447,14 @@ def test_429_sends_retry_after_when_asked(provider: FakeProvider) -> None:
     assert response.headers["Retry-After"] == "7"
 
 
+def test_503_sends_retry_after_as_given_when_asked(provider: FakeProvider) -> None:
+    _, refresh_token = provider.issue_tokens_directly()
+    provider.fail_next("503", retry_after="\u00b2")
+    response = refresh(provider, refresh_token)
+    assert response.status_code == 503
+    assert response.raw.headers["Retry-After"] == "\u00b2"  # the latin-1 byte 0xB2
+
+
 def test_reset_drops_the_connection(provider: FakeProvider) -> None:
     _, refresh_token = provider.issue_tokens_directly()
     provider.fail_next("reset")
@@ -529,6 +538,33 @@ def test_trickle_fault_sends_a_good_answer_one_byte_at_a_time(provider: FakeProv
     body = b"".join(pieces)
     assert response.status_code == 200
     assert len(pieces) > len(body) // 2  # it came in dribs, not in one write
+    assert provider.is_access_token_valid(json.loads(body)["access_token"])
+    assert refresh(provider, refresh_token).status_code == 200  # the presented token is unspent
+
+
+def test_trickle_headers_fault_sends_its_status_line_and_headers_one_byte_at_a_time(
+    provider: FakeProvider,
+) -> None:
+    provider.trickle_interval = 0.002
+    _, refresh_token = provider.issue_tokens_directly()
+    provider.fail_next("trickle_headers")
+    form = f"grant_type=refresh_token&refresh_token={refresh_token}".encode()
+    credentials = base64.b64encode(f"{provider.client_id}:{provider.client_secret}".encode())
+    request = (
+        f"POST /v1/access_token HTTP/1.1\r\nHost: {provider.host}\r\n"
+        f"Authorization: Basic {credentials.decode()}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(form)}\r\nConnection: close\r\n\r\n"
+    ).encode() + form
+    pieces = []
+    with socket.create_connection((provider.host, provider.port), timeout=TIMEOUT) as sock:
+        sock.sendall(request)
+        while piece := sock.recv(4096):
+            pieces.append(piece)
+    answer = b"".join(pieces)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200 OK\r\n")
+    assert len(pieces) > len(head) // 2  # the head came in dribs, not in one write
     assert provider.is_access_token_valid(json.loads(body)["access_token"])
     assert refresh(provider, refresh_token).status_code == 200  # the presented token is unspent
 

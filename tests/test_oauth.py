@@ -134,6 +134,23 @@ def test_retry_after_is_read_from_429(provider):
     assert excinfo.value.retry_after == 37
 
 
+@pytest.mark.parametrize(
+    ("mode", "value"),
+    [
+        ("429", "\u00b2"),  # "²": isdigit() says yes, float() says no
+        ("503", "\u00b3"),
+        ("429", "1\u00b9"),
+        ("503", "Mon, 01 Jan 99999999999 00:00:00 GMT"),  # a year past C's int
+    ],
+)
+def test_a_retry_after_that_is_neither_ascii_digits_nor_a_date_is_ignored(provider, mode, value):
+    _, refresh_token = provider.issue_tokens_directly()
+    provider.fail_next(mode, retry_after=value)
+    with pytest.raises(ProviderUnavailable) as excinfo:
+        oauth.refresh(config_for(provider), refresh_token=refresh_token)
+    assert (excinfo.value.http_status, excinfo.value.retry_after) == (int(mode), None)
+
+
 def test_unreachable_provider_is_unavailable():
     config = oauth.ClientConfig(
         client_id="c",
@@ -180,6 +197,27 @@ def test_a_trickling_answer_is_cut_off_at_the_total_deadline(provider, call):
             oauth.refresh(config, refresh_token=refresh_token)
     assert time.monotonic() - started < 5  # sanity only: the deadline, not the trickle
     assert [c["outcome"] for c in provider.token_calls] == ["fault:trickle"]
+
+
+@pytest.mark.parametrize("call", ["exchange", "refresh"])
+def test_a_trickling_status_line_and_headers_are_cut_off_at_the_total_deadline(provider, call):
+    # Each byte of the head comes well within the 0.5 s read timeout, and requests gives no
+    # handle on the socket before the headers are in: only the watchdog ends this call.
+    provider.trickle_interval = 0.1  # the head alone would take over 15 s
+    config = config_for(provider, total_deadline=0.8)
+    code, verifier = authorize(provider, config)
+    _, refresh_token = provider.issue_tokens_directly()
+    provider.fail_next("trickle_headers")
+    started = time.monotonic()
+    with pytest.raises(ProviderUnavailable, match=r"did not finish answering within 0\.8 s"):
+        if call == "exchange":
+            oauth.exchange_code(config, code=code, redirect_uri=REDIRECT, code_verifier=verifier)
+        else:
+            oauth.refresh(config, refresh_token=refresh_token)
+    assert time.monotonic() - started < 5  # sanity only: the deadline, not the trickle
+    assert [c["outcome"] for c in provider.token_calls] == ["fault:trickle_headers"]
+    # The next call on this thread's session gets a fresh connection and its whole answer.
+    assert oauth.refresh(config, refresh_token=refresh_token).access_token
 
 
 def test_an_answer_larger_than_the_cap_is_refused(provider):

@@ -100,12 +100,20 @@ def test_process_killed_mid_refresh_loses_nothing_and_the_next_run_recovers(
     assert provider.is_access_token_valid(after.access_token)
 
 
+@pytest.mark.parametrize(
+    ("fault", "interval"),
+    [
+        ("trickle", 0.04),  # the body: ~15 s for the whole answer, far past the 7 s lease
+        ("trickle_headers", 0.1),  # the status line and headers: ~18 s before any body
+    ],
+)
 def test_a_trickling_provider_is_cut_off_before_anyone_can_reuse_its_refresh_token(
-    org, provider, settings
+    org, provider, settings, fault, interval
 ):
     """The provider sends each byte well within the read timeout, so only the total deadline
-    ends the call: by it, the refresh gives up and keeps the token, while the lease (on the
-    real clock) still keeps the sweep from presenting the same refresh token again."""
+    ends the call, whether it trickles the body or the head before it: by it, the refresh
+    gives up and keeps the token, while the lease (on the real clock) still keeps the sweep
+    from presenting the same refresh token again."""
     settings.TOKEN_CONSOLE = {
         **settings.TOKEN_CONSOLE,
         "HTTP_CONNECT_TIMEOUT": 0.5,
@@ -117,8 +125,8 @@ def test_a_trickling_provider_is_cut_off_before_anyone_can_reuse_its_refresh_tok
     provider.rotate_refresh_tokens = provider.reuse_detection = True
     Token.objects.filter(org=org).update(next_refresh_at=timezone.now())  # due for the sweep
     before = Token.objects.get(org=org)
-    provider.trickle_interval = 0.04  # ~15 s for the whole answer, far past the 7 s lease
-    provider.fail_next("trickle")
+    provider.trickle_interval = interval
+    provider.fail_next(fault)
     provider.reset_records()
     first: list[tuple[services.RefreshResult, float]] = []
 
@@ -149,7 +157,7 @@ def test_a_trickling_provider_is_cut_off_before_anyone_can_reuse_its_refresh_tok
     event = TokenEvent.objects.filter(org=org).first()
     assert (event.kind, event.outcome) == ("refresh_failed", "failure")
     assert "did not finish answering within 1 s" in event.message
-    assert took < 6  # sanity only, generous under load: the deadline, not the 15 s trickle
+    assert took < 6  # sanity only, generous under load: the deadline, not the 15-18 s trickle
 
 
 def test_a_lease_no_longer_than_the_provider_call_is_a_configuration_error(settings):

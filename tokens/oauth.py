@@ -25,6 +25,7 @@ from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
 import requests
 import urllib3
 
+from . import http_deadline
 from .exceptions import (
     InvalidClient,
     InvalidGrant,
@@ -54,6 +55,8 @@ _TOKEN = re.compile(rf"[\x21-\x7e]{{1,{_TOKEN_MAX_CHARS}}}")
 _TOKEN_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 # Longest scope string kept; a longer one is cut at a space.
 _SCOPE_MAX = 4000
+# Retry-After's delta-seconds (RFC 9110 10.2.3): ASCII digits only.
+_DELTA_SECONDS = re.compile(r"[0-9]+")
 _local = threading.local()
 
 
@@ -233,31 +236,38 @@ class _Reply:
 def _send(method: str, url: str, config: ClientConfig, **kwargs: Any) -> _Reply:
     """One request, answered in full within config.total_deadline, or ProviderUnavailable.
 
-    The read timeout only bounds the wait for each piece of the answer, so the body is
-    streamed against a monotonic deadline: a provider that trickles its answer cannot hold
-    a refresh past its lease, when another caller would present the same refresh token.
+    The read timeout only bounds the wait for each piece of the answer, so a watchdog cuts
+    the connection at the deadline (even while the status line and headers trickle in)
+    and the body is streamed against the same deadline: a provider that trickles its
+    answer cannot hold a refresh past its lease, when another caller would present the
+    same refresh token.
     """
     session = getattr(_local, "session", None)
     if session is None:
         # One pooled session per thread: keep-alive matters when refreshing thousands.
-        session = _local.session = requests.Session()
+        session = _local.session = http_deadline.watched_session()
     deadline = time.monotonic() + config.total_deadline
     try:
-        response = session.request(
-            method, url, timeout=config.timeout, allow_redirects=False, stream=True, **kwargs
-        )
-        with response:  # closed, never pooled, when the body is not read to its end
-            body = _read_body(response, deadline=deadline, url=url, config=config)
+        with http_deadline.total_deadline(config.total_deadline) as guard:
+            response = session.request(
+                method, url, timeout=config.timeout, allow_redirects=False, stream=True, **kwargs
+            )
+            with response:  # closed, never pooled, when the body is not read to its end
+                body = _read_body(response, deadline=deadline, url=url, config=config)
     except (requests.Timeout, urllib3.exceptions.TimeoutError):
-        if time.monotonic() >= deadline:
+        if guard.fired or time.monotonic() >= deadline:
             raise _deadline_passed(url, config) from None
         raise ProviderUnavailable(
             f"The provider did not answer within {config.timeout[1]:g} s ({_host(url)})."
         ) from None
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        if guard.fired:  # the watchdog cut the connection: that is the error seen here
+            raise _deadline_passed(url, config) from None
         raise ProviderUnavailable(
             f"Could not reach the provider at {_host(url)}: {type(exc).__name__}."
         ) from None
+    if guard.fired:  # cut while the body was read: what arrived may be incomplete
+        raise _deadline_passed(url, config)
     return _Reply(response.status_code, response.headers, body)
 
 
@@ -446,15 +456,18 @@ def _json_object(response: _Reply, endpoint: str) -> dict[str, Any] | None:
 
 
 def _retry_after(response: _Reply) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date), or None."""
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), or None.
+
+    Anything else is ignored, including digits that are not ASCII ("²" passes isdigit()).
+    """
     raw = response.headers.get("Retry-After", "").strip()
     if not raw:
         return None
-    if raw.isdigit():
+    if _DELTA_SECONDS.fullmatch(raw):
         return float(raw)
     try:
         when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a year past C's int
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

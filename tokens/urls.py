@@ -15,5 +15,6 @@ urlpatterns = [
     path("oauth/callback/", views.oauth_callback, name="oauth-callback"),
     path("api/v1/openapi.json", api.openapi_document, name="api-openapi"),
     path("api/token", api.legacy_token, name="api-legacy-token"),
-    re_path(r"^api/(?P<path>.*)$", api.not_found),
+    # [\s\S], not ".": a path with an encoded newline (/api/x%0A) is under /api/ too.
+    re_path(r"^api/(?P<path>[\s\S]*)\Z", api.not_found),
 ]

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from . import clock, oauth, services
 from .conf import app_settings
-from .exceptions import ConnectError, OAuthStateError, ProviderError
+from .exceptions import ConnectError, EncryptionKeyError, OAuthStateError, ProviderError
 from .models import Org
 from .twofactor import staff_access_allowed
 
@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 SESSION_KEY = "tokens_oauth_pending"
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DESCRIPTION_MAX = 300
+# C0 and C1 controls, DEL and the bidi controls that reorder what an admin page shows.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def redirect_uri() -> str:
@@ -63,6 +66,10 @@ def oauth_connect(request: HttpRequest, slug: str) -> HttpResponse:
     if org.status == Org.Status.DISABLED:
         messages.error(request, f"{org} is disabled: enable it before connecting.")
         return HttpResponseRedirect(_org_admin_url(org))
+    try:  # the client secret is decrypted here: refuse before anything is remembered
+        config = org.integration.client_config()
+    except EncryptionKeyError:
+        return _error_page(request, _undecryptable_secret_message(org), status=409)
     if request.method != "POST":
         # A link from another site must not start (or, with a provider that consents
         # at once, finish) a reconnect: only the form's POST does.
@@ -71,7 +78,7 @@ def oauth_connect(request: HttpRequest, slug: str) -> HttpResponse:
     pkce = oauth.make_pkce_pair()
     _remember_state(request, state, org=org, verifier=pkce.verifier)
     url = oauth.build_authorize_url(
-        org.integration.client_config(),
+        config,
         redirect_uri=redirect_uri(),
         state=state,
         code_challenge=pkce.challenge,
@@ -102,7 +109,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     if error_code:
         if not _ERROR_CODE.fullmatch(error_code):
             error_code = "invalid_error_code"
-        description = request.GET.get("error_description", "")[:300]
+        description = _printable(request.GET.get("error_description", ""))[:_DESCRIPTION_MAX]
         services.org_connect_failed(
             org=org, error_code=error_code, description=description, actor=request.user
         )
@@ -122,6 +129,10 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     except (ProviderError, ConnectError) as exc:
         messages.error(request, f"{org} was not connected: {exc} Its current tokens are kept.")
         return HttpResponseRedirect(_org_admin_url(org))
+    except EncryptionKeyError as exc:  # a key went missing while the admin was at the provider
+        return _error_page(
+            request, f"{org} was not connected: {exc} Nothing was changed.", status=409
+        )
     messages.success(
         request,
         f"{org} is connected. Access token {token.access_fingerprint} "
@@ -182,8 +193,22 @@ def _confirm_connect_page(request: HttpRequest, org: Org) -> HttpResponse:
     return render(request, "admin/tokens/org/connect_confirmation.html", context)
 
 
+def _undecryptable_secret_message(org: Org) -> str:
+    return (
+        f"{org} cannot be connected: the client secret of its integration "
+        f"{org.integration} cannot be decrypted with the configured keys "
+        "(FIELD_ENCRYPTION_KEYS). Put the key that encrypted it back, or enter the client "
+        "secret again in the integration. Nothing was changed."
+    )
+
+
+def _printable(text: str) -> str:
+    """Provider text with control characters gone and whitespace runs collapsed."""
+    return " ".join(_CONTROL_CHARACTERS.sub(" ", text).split())
+
+
 def _error_page(request: HttpRequest, message: str, *, status: int) -> HttpResponse:
-    logger.warning("connect callback refused status=%s reason=%s", status, message)
+    logger.warning("connect refused status=%s reason=%s", status, message)
     return render(
         request,
         "tokens/connect_error.html",

@@ -38,7 +38,7 @@ DEFAULT_REFRESH_SCOPE = "spark:people_read"
 CODE_LIFETIME_SECONDS = 600
 FAULT_MODES = frozenset(
     {"500", "502", "503", "429", "timeout", "html", "no_access_token", "invalid_grant"}
-    | {"invalid_client", "reset", "trickle"}
+    | {"invalid_client", "reset", "trickle", "trickle_headers"}
 )
 
 
@@ -99,6 +99,7 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # hold the answer this long; stop() cuts the wait short
     trickle: float = 0.0  # send the body one byte per this many seconds
+    trickle_head: float = 0.0  # send the status line and headers one byte per this many seconds
     reset: bool = False  # close the connection without writing anything
     error: str | None = None  # the OAuth2 error code, kept for the call records
 
@@ -175,7 +176,8 @@ class FakeProvider:
         self.userinfo_org_id: str | None = None
         self.authorize_error: str | None = None
         self.hang_seconds = 5.0
-        # The "trickle" fault sends its body one byte per this many seconds.
+        # The "trickle" fault sends its body, "trickle_headers" its status line and headers,
+        # one byte per this many seconds.
         self.trickle_interval = 0.1
         # Fields set in every token answer as given, whatever their type (absurd expires_in,
         # over-long token_type or scope, ...): the client's checks are tested through them.
@@ -183,7 +185,7 @@ class FakeProvider:
         # One lock guards all mutable state; the condition lets tests wait for requests.
         self._lock = threading.Lock()
         self._records_changed = threading.Condition(self._lock)
-        self._faults: deque[tuple[str, int | None]] = deque()
+        self._faults: deque[tuple[str, int | str | None]] = deque()
         self._codes: dict[str, _Code] = {}
         self._grants_by_access: dict[str, _Grant] = {}
         self._grants_by_refresh: dict[str, _Grant] = {}
@@ -271,8 +273,12 @@ class FakeProvider:
 
     # -- faults and records ------------------------------------------------------------------
 
-    def fail_next(self, mode: str, count: int = 1, *, retry_after: int | None = None) -> None:
-        """Make the next `count` token-endpoint requests answer with fault `mode`."""
+    def fail_next(self, mode: str, count: int = 1, *, retry_after: int | str | None = None) -> None:
+        """Make the next `count` token-endpoint requests answer with fault `mode`.
+
+        `retry_after` goes into the Retry-After header of a 429 or 503 as given (a string
+        is sent as its latin-1 bytes, however odd).
+        """
         if mode not in FAULT_MODES:
             raise ValueError(f"unknown fault mode {mode!r}; expected one of {sorted(FAULT_MODES)}")
         if count < 1:
@@ -437,8 +443,12 @@ class FakeProvider:
         payload["scope"] = self.scope if self.scope is not None else grant.scope
         return {**payload, **self.answer_overrides}
 
-    def _fault_response(self, mode: str, retry_after: int | None) -> _Response:
+    def _fault_response(self, mode: str, retry_after: int | str | None) -> _Response:
         match mode:
+            case "503" if retry_after is not None:
+                response = _text(503, "fake provider fault 503")
+                response.headers["Retry-After"] = str(retry_after)
+                return response
             case "500" | "502" | "503":
                 return _text(int(mode), f"fake provider fault {mode}")
             case "429":
@@ -456,15 +466,18 @@ class FakeProvider:
                 return _oauth_error(400, "invalid_grant", "Injected fault.")
             case "invalid_client":
                 return _oauth_error(401, "invalid_client", "Injected fault.")
-            case "trickle":
+            case "trickle" | "trickle_headers":
                 # A good answer (from a fresh grant: the presented token is not spent),
-                # one byte every trickle_interval seconds: each read of the client is quick,
-                # the whole answer takes long.
+                # its body or its head one byte every trickle_interval seconds: each read
+                # of the client is quick, the whole answer takes long.
                 now = time.monotonic()
                 grant = self._new_grant(DEFAULT_REFRESH_SCOPE, now)
                 access = self._new_access_token(grant, now)
                 response = _json(200, self._token_payload(access, grant, with_refresh=True))
-                response.trickle = self.trickle_interval
+                if mode == "trickle":
+                    response.trickle = self.trickle_interval
+                else:
+                    response.trickle_head = self.trickle_interval
                 return response
             case _:  # "reset"
                 return _Response(0, reset=True)
@@ -731,6 +744,10 @@ class _Handler(BaseHTTPRequestHandler):
             # Write nothing; the server closes the socket, so the client sees a dropped connection.
             self.close_connection = True
             return
+        if response.trickle_head:
+            if self._dribble(self._head(response), response.trickle_head):
+                self.wfile.write(response.body)
+            return
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -739,12 +756,25 @@ class _Handler(BaseHTTPRequestHandler):
         if not response.trickle:
             self.wfile.write(response.body)
             return
-        for offset in range(len(response.body)):
-            self.server.provider._pause(response.trickle)
+        self._dribble(response.body, response.trickle)
+
+    def _head(self, response: _Response) -> bytes:
+        """The status line and headers as send_response() and end_headers() would write them."""
+        reason = self.responses.get(response.status, ("",))[0]
+        lines = [f"{self.protocol_version} {response.status} {reason}"]
+        lines += [f"{name}: {value}" for name, value in response.headers.items()]
+        lines.append(f"Content-Length: {len(response.body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _dribble(self, data: bytes, interval: float) -> bool:
+        """Write `data` one byte per `interval` seconds; False when stop() cut it short."""
+        for offset in range(len(data)):
+            self.server.provider._pause(interval)
             if self.server.provider._stopping.is_set():
-                return
-            self.wfile.write(response.body[offset : offset + 1])
+                return False
+            self.wfile.write(data[offset : offset + 1])
             self.wfile.flush()
+        return True
 
 
 def main(argv: list[str] | None = None) -> int:
