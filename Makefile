@@ -51,7 +51,7 @@ demo: setup
 	$(MANAGE) runconsole --demo-provider $(DEMO_PROVIDER_PORT)
 
 # Production: no .env is written and no admin is created here; the environment carries
-# DJANGO_ENV=production and the secrets (README, Production). check --deploy prints any
+# DJANGO_ENV=production and the secrets (docs/operations.md). check --deploy prints any
 # warning; errors (and missing secrets) stop it.
 serve: install
 	$(MANAGE) check --deploy

@@ -17,7 +17,7 @@ TEMPLATE = """\
 # Keep this file private: it holds the keys that decrypt every stored token.
 DEBUG=true
 SECRET_KEY={secret_key}
-# Comma-separated Fernet keys; the first encrypts, all decrypt (see README: key rotation).
+# Comma-separated Fernet keys; the first encrypts, all decrypt (docs/operations.md).
 FIELD_ENCRYPTION_KEYS={fernet_key}
 CONSOLE_BASE_URL=http://127.0.0.1:8000
 """
