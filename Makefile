@@ -66,7 +66,7 @@ demo: prepare
 	@$(MANAGE) runconsole --addr 127.0.0.1:$(PORT) --demo-provider $(DEMO_PROVIDER_PORT)
 
 # Production: no .env is written and no admin is created here; the environment carries
-# DJANGO_ENV=production and the secrets (README, Production). check --deploy prints any
+# DJANGO_ENV=production and the secrets (docs/operations.md). check --deploy prints any
 # warning; errors (and missing secrets) stop it.
 serve: install
 	$(MANAGE) check --deploy

@@ -50,7 +50,7 @@ def configure(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
         env["TOKEN_CONSOLE_WEBHOOK_CLUSTER"] = "webhooks"
         env["Q_WEBHOOK_WORKERS"] = str(args.webhook_workers)
     if not database_url.startswith("sqlite"):
-        # Measure the scale-out setup as README recommends deploying it: each worker keeps
+        # Measure the scale-out setup as docs/operations.md deploys it: each worker keeps
         # its PostgreSQL connection instead of opening (and authenticating) one per task.
         env["CONN_MAX_AGE"] = os.environ.get("CONN_MAX_AGE", "300")
     os.environ.update(env)

@@ -17,7 +17,7 @@ TEMPLATE = """\
 # Keep this file private: it holds the keys that decrypt every stored token.
 DEBUG=true
 SECRET_KEY={secret_key}
-# Comma-separated Fernet keys; the first encrypts, all decrypt (see README: key rotation).
+# Comma-separated Fernet keys; the first encrypts, all decrypt (docs/operations.md).
 FIELD_ENCRYPTION_KEYS={fernet_key}
 # The console's public address, which the OAuth redirect URI is built from. Unset, it
 # follows the address `make run PORT=...` listens on; set it behind a proxy.

@@ -34,7 +34,7 @@ def require_production_settings(
     if missing:
         raise ImproperlyConfigured(
             f"{PRODUCTION_SIGNAL} needs {', '.join(missing)} set in the environment (or .env); "
-            "the console refuses to start without it. See README, Production."
+            "the console refuses to start without it. See docs/operations.md, Production."
         )
     if "*" in hosts:
         raise ImproperlyConfigured(

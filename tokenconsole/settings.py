@@ -31,7 +31,7 @@ SECRET_KEY = env.str("SECRET_KEY", default="")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
-# Comma-separated Fernet keys: the first encrypts, every one decrypts (see README, key rotation).
+# Comma-separated Fernet keys: the first encrypts, every one decrypts (docs/operations.md).
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 # The same keys for django-fernet-fields (`fernet_fields`), used as Fernet keys as they are
 # (no HKDF): tokens.fields reads FIELD_ENCRYPTION_KEYS itself; these keep the package in step.

@@ -49,7 +49,7 @@ from .store import (
     token_store_answer,
 )
 
-# One `event=refresh` line per provider call, whatever came of it (README "Logging").
+# One `event=refresh` line per provider call, whatever came of it (docs/operations.md, "Logging").
 logger = logging.getLogger("tokens.refresh")
 
 Kind = TokenEvent.Kind
