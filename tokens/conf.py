@@ -18,7 +18,7 @@ DEFAULTS: dict[str, Any] = {
     # this total deadline (seconds, from the start of the call to the last byte of the
     # answer). A provider that trickles its answer is cut off here and the call fails as
     # a transient error. REFRESH_LEASE must exceed HTTP_CONNECT_TIMEOUT + this +
-    # REFRESH_LEASE_MARGIN (system check tokens.E005): a refresh is over before its claim.
+    # REFRESH_LEASE_MARGIN (system check tokens.E007): a refresh is over before its claim.
     "HTTP_TOTAL_DEADLINE": 30.0,
     # Seconds an authorization request (state + PKCE verifier) stays usable.
     "OAUTH_STATE_TTL": 600,
@@ -141,7 +141,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 # Seconds by which REFRESH_LEASE must outlast the longest provider call (system check
-# tokens.E005): time to store the answer, a pause of the process, a slow database.
+# tokens.E007): time to store the answer, a pause of the process, a slow database.
 REFRESH_LEASE_MARGIN = 5
 
 
