@@ -60,11 +60,15 @@ def token_store_answer(
     token.access_expires_at = now + timedelta(seconds=lifetime)
     # A provider may omit refresh_token on refresh: keep the one we have, never blank it.
     if answer.refresh_token:
+        # Compared by fingerprint, before the token is overwritten (`existing` is `token`),
+        # and without decrypting the stored one, which a lost key may make unreadable.
+        new_fingerprint = fingerprint(answer.refresh_token)
+        rotated = existing is None or new_fingerprint != existing.refresh_fingerprint
         token.refresh_token = answer.refresh_token
-        token.refresh_fingerprint = fingerprint(answer.refresh_token)
+        token.refresh_fingerprint = new_fingerprint
         if answer.refresh_token_expires_in:
             token.refresh_expires_at = now + timedelta(seconds=answer.refresh_token_expires_in)
-        elif existing is None or answer.refresh_token != existing.refresh_token:
+        elif rotated:  # a new refresh token of unknown lifetime: the old expiry is not its
             token.refresh_expires_at = None
     token.next_refresh_at = (
         plan_next_refresh(obtained_at=now, access_expires_at=token.access_expires_at)
