@@ -11,11 +11,11 @@ from .api_clients import (
 )
 from .connect import org_connect, org_connect_failed
 from .disconnect import DisconnectResult, org_disconnect
-from .dispatch import refresh_dispatch_due, refresh_expiry_alerts_send
+from .dispatch import refresh_dispatch, refresh_dispatch_due, refresh_expiry_alerts_send
 from .events import token_event_record
 from .importing import SeedImport, org_import_seed
 from .keys import KeySample, encryption_keys_rotate, encryption_keys_sample
-from .refresh import RefreshResult, token_refresh
+from .refresh import RefreshOutcome, RefreshResult, token_refresh
 from .retention import PruneResult, token_events_prune
 from .served import served_flush, served_record
 
@@ -23,6 +23,7 @@ __all__ = [
     "DisconnectResult",
     "KeySample",
     "PruneResult",
+    "RefreshOutcome",
     "RefreshResult",
     "SeedImport",
     "api_client_create",
@@ -37,6 +38,7 @@ __all__ = [
     "org_connect_failed",
     "org_disconnect",
     "org_import_seed",
+    "refresh_dispatch",
     "refresh_dispatch_due",
     "refresh_expiry_alerts_send",
     "served_flush",

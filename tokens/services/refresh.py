@@ -20,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from functools import partial
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -54,6 +55,22 @@ logger = logging.getLogger("tokens.refresh")
 
 Kind = TokenEvent.Kind
 Outcome = TokenEvent.Outcome
+Trigger = TokenEvent.Trigger
+
+
+class RefreshOutcome(StrEnum):
+    """What came of one call of token_refresh."""
+
+    REFRESHED = "refreshed"
+    NOT_DUE = "not_due"
+    IN_PROGRESS = "in_progress"
+    RETRY_SCHEDULED = "retry_scheduled"
+    NEEDS_RECONNECT = "needs_reconnect"
+
+
+# Only in the log line: a reconnect replaced the token while the provider was asked (the
+# caller is told NOT_DUE, the org holds a fresh token).
+SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True)
@@ -61,7 +78,7 @@ class RefreshResult:
     """What one call of token_refresh did. Holds no secret."""
 
     org_slug: str
-    outcome: str  # refreshed | not_due | in_progress | retry_scheduled | needs_reconnect
+    outcome: RefreshOutcome
     message: str
     token_version: int | None = None
     next_refresh_at: datetime | None = None
@@ -69,7 +86,11 @@ class RefreshResult:
     @property
     def ok(self) -> bool:
         """The org holds a token that needs no attention now."""
-        return self.outcome in ("refreshed", "not_due", "in_progress")
+        return self.outcome in (
+            RefreshOutcome.REFRESHED,
+            RefreshOutcome.NOT_DUE,
+            RefreshOutcome.IN_PROGRESS,
+        )
 
 
 @dataclass(frozen=True)
@@ -86,7 +107,7 @@ class _Claim:
 def token_refresh(
     *,
     org_id: int,
-    trigger: str,
+    trigger: Trigger,
     actor: AbstractBaseUser | None = None,
     force: bool = False,
     wait: bool = False,
@@ -125,7 +146,7 @@ def _claim(
     *,
     force: bool,
     expiring_within: timedelta | None,
-    trigger: str,
+    trigger: Trigger,
     actor: AbstractBaseUser | None,
 ) -> _Claim | RefreshResult:
     """Transaction 1: check the org may and should refresh, then claim it."""
@@ -153,9 +174,9 @@ def _claim(
         if not refresh_token:
             raise no_refresh_token
         if in_flight(token, now=now):
-            return _result(org, token, "in_progress", "Another refresh is in flight.")
+            return _result(org, token, RefreshOutcome.IN_PROGRESS, "Another refresh is in flight.")
         if not force and not _due(token, now=now, expiring_within=expiring_within):
-            return _result(org, token, "not_due", "Not due yet.")
+            return _result(org, token, RefreshOutcome.NOT_DUE, "Not due yet.")
         token.refresh_claim = uuid.uuid4().hex
         token.refreshing_until = now + timedelta(seconds=app_settings.REFRESH_LEASE)
         token.save(update_fields=["refresh_claim", "refreshing_until"])
@@ -175,7 +196,7 @@ def _mark_undecryptable(
     token: Token,
     error: EncryptionKeyError,
     *,
-    trigger: str,
+    trigger: Trigger,
     actor: AbstractBaseUser | None,
 ) -> RefreshResult:
     """No key decrypts the org's refresh token or client secret: stop and ask a human, once.
@@ -204,9 +225,9 @@ def _mark_undecryptable(
     )
     log_event(
         logger, logging.WARNING, "refresh", org=org.slug, trigger=trigger,
-        outcome="needs_reconnect", error=error.error_code, version=token.version,
+        outcome=RefreshOutcome.NEEDS_RECONNECT, error=error.error_code, version=token.version,
     )  # fmt: skip
-    return _result(org, token, "needs_reconnect", reason)
+    return _result(org, token, RefreshOutcome.NEEDS_RECONNECT, reason)
 
 
 def in_flight(token: Token, *, now: datetime) -> bool:
@@ -240,7 +261,7 @@ def _store_success(
     claim: _Claim,
     answer: oauth.TokenResponse,
     *,
-    trigger: str,
+    trigger: Trigger,
     actor: AbstractBaseUser | None,
     started: float,
 ) -> RefreshResult:
@@ -249,8 +270,8 @@ def _store_success(
         org, token = locked_org_and_token(claim.org_id)
         if token is None or token.version != claim.version:
             # A reconnect replaced the token while we were away: it wins.
-            _log_attempt(claim, trigger, "superseded", started, status=200)
-            return _result(org, token, "not_due", "The token was replaced meanwhile.")
+            _log_attempt(claim, trigger, SUPERSEDED, started, status=200)
+            return _result(org, token, RefreshOutcome.NOT_DUE, "The token was replaced meanwhile.")
         recovered = token.failing_alerted
         token = token_store_answer(org, answer, existing=token, integration_id=claim.integration_id)
         warning = expiry_warning(answer)
@@ -268,15 +289,15 @@ def _store_success(
             alerts.alert_recovered(org, how="refresh succeeded")
         webhooks.webhook_token_event_emit(event=webhooks.TOKEN_REFRESHED, org=org, token=token)
     # oauth.refresh accepts nothing but a 200 from the token endpoint.
-    _log_attempt(claim, trigger, "refreshed", started, status=200, token=token)
-    return _result(org, token, "refreshed", f"Refreshed to version {token.version}.")
+    _log_attempt(claim, trigger, RefreshOutcome.REFRESHED, started, status=200, token=token)
+    return _result(org, token, RefreshOutcome.REFRESHED, f"Refreshed to version {token.version}.")
 
 
 def _store_failure(
     claim: _Claim,
     error: ProviderError,
     *,
-    trigger: str,
+    trigger: Trigger,
     actor: AbstractBaseUser | None,
     started: float,
 ) -> RefreshResult:
@@ -291,8 +312,8 @@ def _store_failure(
     with transaction.atomic():
         org, token = locked_org_and_token(claim.org_id)
         if token is None or token.version != claim.version:
-            _log_attempt(claim, trigger, "superseded", started, error=error)
-            return _result(org, token, "not_due", "The token was replaced meanwhile.")
+            _log_attempt(claim, trigger, SUPERSEDED, started, error=error)
+            return _result(org, token, RefreshOutcome.NOT_DUE, "The token was replaced meanwhile.")
         token.refresh_claim, token.refreshing_until, token.dispatched_until = "", None, None
         token.last_failure_at, token.last_error_code = now, error.error_code
         if isinstance(error, (InvalidGrant, InvalidClient)):
@@ -349,7 +370,7 @@ def _store_salvaged(
     answer: oauth.TokenResponse,
     error: AnswerNotStored,
     *,
-    trigger: str,
+    trigger: Trigger,
     actor: AbstractBaseUser | None,
     started: float,
 ) -> RefreshResult:
@@ -358,8 +379,8 @@ def _store_salvaged(
     with transaction.atomic():
         org, token = locked_org_and_token(claim.org_id)
         if token is None or token.version != claim.version:
-            _log_attempt(claim, trigger, "superseded", started, error=error)
-            return _result(org, token, "not_due", "The token was replaced meanwhile.")
+            _log_attempt(claim, trigger, SUPERSEDED, started, error=error)
+            return _result(org, token, RefreshOutcome.NOT_DUE, "The token was replaced meanwhile.")
         streak = (token.failure_count, token.failing_alerted)
         token = token_store_answer(org, answer, existing=token, integration_id=claim.integration_id)
         token.failure_count, token.failing_alerted = streak
@@ -376,14 +397,14 @@ def _store_salvaged(
             error=error,
             duration_ms=elapsed_ms(started),
         )
-    _log_attempt(claim, trigger, "refreshed", started, status=200, token=token)
-    return _result(org, token, "refreshed", str(error))
+    _log_attempt(claim, trigger, RefreshOutcome.REFRESHED, started, status=200, token=token)
+    return _result(org, token, RefreshOutcome.REFRESHED, str(error))
 
 
 def _log_attempt(
     claim: _Claim,
-    trigger: str,
-    outcome: str,
+    trigger: Trigger,
+    outcome: RefreshOutcome | str,
     started: float,
     *,
     status: int | None = None,
@@ -393,7 +414,7 @@ def _log_attempt(
     """The attempt's one log line: INFO when it refreshed, WARNING otherwise. No secret."""
     log_event(
         logger,
-        logging.INFO if outcome == "refreshed" else logging.WARNING,
+        logging.INFO if outcome == RefreshOutcome.REFRESHED else logging.WARNING,
         "refresh",
         org=claim.org_slug,
         trigger=trigger,
@@ -407,7 +428,7 @@ def _log_attempt(
     )
 
 
-def _mark_needs_reconnect(org: Org, token: Token, error: ProviderError) -> str:
+def _mark_needs_reconnect(org: Org, token: Token, error: ProviderError) -> RefreshOutcome:
     """A permanent failure: stop retrying and ask a human, once."""
     reason = f"{error.error_code}: {error.description}".strip(": ")
     token.next_refresh_at = None
@@ -418,10 +439,12 @@ def _mark_needs_reconnect(org: Org, token: Token, error: ProviderError) -> str:
     webhooks.webhook_event_emit(
         event=webhooks.ORG_NEEDS_RECONNECT, org=org, data={"reason": error.error_code}
     )
-    return "needs_reconnect"
+    return RefreshOutcome.NEEDS_RECONNECT
 
 
-def _schedule_retry(org: Org, token: Token, error: ProviderError, *, now: datetime) -> str:
+def _schedule_retry(
+    org: Org, token: Token, error: ProviderError, *, now: datetime
+) -> RefreshOutcome:
     """A transient failure: keep the token, back off, and slow the integration on 429."""
     token.failure_count += 1
     delay = retry_delay(failures=token.failure_count, retry_after=error.retry_after)
@@ -433,7 +456,7 @@ def _schedule_retry(org: Org, token: Token, error: ProviderError, *, now: dateti
         alerts.alert_refresh_failing(
             org, failures=token.failure_count, error_code=error.error_code or str(error)
         )
-    return "retry_scheduled"
+    return RefreshOutcome.RETRY_SCHEDULED
 
 
 def _wait_for_flight(org_id: int, *, version_before: int | None) -> RefreshResult:
@@ -444,20 +467,28 @@ def _wait_for_flight(org_id: int, *, version_before: int | None) -> RefreshResul
         token = Token.objects.select_related("org").filter(org_id=org_id).first()
         if token is None:  # disconnected meanwhile
             org = Org.objects.get(pk=org_id)
-            return _result(org, None, "needs_reconnect", f"{org.slug} was disconnected.")
+            return _result(
+                org, None, RefreshOutcome.NEEDS_RECONNECT, f"{org.slug} was disconnected."
+            )
         flying = in_flight(token, now=clock.now())
         if not flying or time.monotonic() >= deadline:
             break
     if token.version != version_before:
-        return _result(token.org, token, "refreshed", "Refreshed by a concurrent request.")
+        return _result(
+            token.org, token, RefreshOutcome.REFRESHED, "Refreshed by a concurrent request."
+        )
     if flying:
-        return _result(token.org, token, "in_progress", "Another refresh is still in flight.")
+        return _result(
+            token.org, token, RefreshOutcome.IN_PROGRESS, "Another refresh is still in flight."
+        )
     if token.org.status == Org.Status.NEEDS_RECONNECT:
-        return _result(token.org, token, "needs_reconnect", token.org.status_reason)
-    return _result(token.org, token, "retry_scheduled", "The concurrent refresh failed.")
+        return _result(token.org, token, RefreshOutcome.NEEDS_RECONNECT, token.org.status_reason)
+    return _result(
+        token.org, token, RefreshOutcome.RETRY_SCHEDULED, "The concurrent refresh failed."
+    )
 
 
-def _result(org: Org, token: Token | None, outcome: str, message: str) -> RefreshResult:
+def _result(org: Org, token: Token | None, outcome: RefreshOutcome, message: str) -> RefreshResult:
     return RefreshResult(
         org_slug=org.slug,
         outcome=outcome,
