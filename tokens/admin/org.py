@@ -10,7 +10,13 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from tokens import services
-from tokens.exceptions import OrgNotConnected, OrgNotRefreshable, RefreshInProgress
+from tokens.exceptions import (
+    DisconnectInProgress,
+    OrgNotConnected,
+    OrgNotRefreshable,
+    OrgReconnected,
+    RefreshInProgress,
+)
 from tokens.models import Org, TokenEvent
 
 from .api_client import served_link
@@ -228,7 +234,12 @@ class OrgAdmin(admin.ModelAdmin):
                 result = services.org_disconnect(
                     org_id=org.pk, actor=request.user, trigger=TokenEvent.Trigger.MANUAL
                 )
-            except (OrgNotConnected, RefreshInProgress) as exc:
+            except (
+                OrgNotConnected,
+                RefreshInProgress,
+                DisconnectInProgress,
+                OrgReconnected,
+            ) as exc:
                 self.message_user(request, str(exc), messages.WARNING)
                 continue
             level = messages.SUCCESS if result.revoked else messages.WARNING

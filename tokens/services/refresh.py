@@ -93,6 +93,17 @@ class RefreshResult:
         )
 
 
+class Claim(StrEnum):
+    """What holds a token's lease (refresh_claim until refreshing_until).
+
+    One lease, so a refresh and a disconnect never overlap; the kind says which holds it.
+    A refresh's claim is a random hex id, a disconnect's is the word below.
+    """
+
+    REFRESH = "refresh"
+    DISCONNECT = "disconnect"
+
+
 @dataclass(frozen=True)
 class _Claim:
     org_id: int
@@ -173,8 +184,11 @@ def _claim(
             return _mark_undecryptable(org, token, error, trigger=trigger, actor=actor)
         if not refresh_token:
             raise no_refresh_token
-        if in_flight(token, now=now):
-            return _result(org, token, RefreshOutcome.IN_PROGRESS, "Another refresh is in flight.")
+        holder = claim_held(token, now=now)
+        if holder is not None:
+            busy = "A disconnect is in progress." if holder == Claim.DISCONNECT else None
+            message = busy or "Another refresh is in flight."
+            return _result(org, token, RefreshOutcome.IN_PROGRESS, message)
         if not force and not _due(token, now=now, expiring_within=expiring_within):
             return _result(org, token, RefreshOutcome.NOT_DUE, "Not due yet.")
         token.refresh_claim = uuid.uuid4().hex
@@ -231,7 +245,7 @@ def _mark_undecryptable(
 
 
 def in_flight(token: Token, *, now: datetime) -> bool:
-    """Whether a refresh holds the token's lease now.
+    """Whether a refresh or a disconnect holds the token's lease now.
 
     A lease ending further ahead than REFRESH_LEASE (plus the clock skew allowed between
     machines) cannot have been taken by these clocks: the clock jumped back since. It is
@@ -240,6 +254,13 @@ def in_flight(token: Token, *, now: datetime) -> bool:
     longest = app_settings.REFRESH_LEASE + app_settings.CLOCK_SKEW_TOLERANCE
     until = token.refreshing_until
     return until is not None and now < until <= now + timedelta(seconds=longest)
+
+
+def claim_held(token: Token, *, now: datetime) -> Claim | None:
+    """Which kind of work holds the token's lease now; None when it is free."""
+    if not in_flight(token, now=now):
+        return None
+    return Claim.DISCONNECT if token.refresh_claim == Claim.DISCONNECT else Claim.REFRESH
 
 
 def _due(token: Token, *, now: datetime, expiring_within: timedelta | None) -> bool:
