@@ -7,7 +7,9 @@ from .api_clients import (
     api_client_legacy_from_check,
     api_client_legacy_passphrase_set,
     api_client_revoke,
+    api_client_rules_check,
     api_client_touch,
+    api_client_update,
 )
 from .connect import org_connect, org_connect_failed
 from .disconnect import DisconnectResult, org_disconnect
@@ -31,7 +33,9 @@ __all__ = [
     "api_client_legacy_from_check",
     "api_client_legacy_passphrase_set",
     "api_client_revoke",
+    "api_client_rules_check",
     "api_client_touch",
+    "api_client_update",
     "encryption_keys_rotate",
     "encryption_keys_sample",
     "org_connect",
