@@ -393,3 +393,21 @@ def test_same_refresh_token_without_an_expiry_keeps_its_expiry(
     after = Token.objects.get(org=connected_org)
     assert after.refresh_fingerprint == before.refresh_fingerprint
     assert after.refresh_expires_at == before.refresh_expires_at
+
+
+@pytest.mark.django_db(transaction=True)  # durably retries only outside a transaction
+def test_storing_is_tried_as_often_as_store_attempts_says(settings):
+    from django.db import OperationalError
+
+    from tokens.services.store import durably
+
+    settings.TOKEN_CONSOLE = {"STORE_ATTEMPTS": 2, "STORE_RETRY_DELAY": 0}
+    attempts = []
+
+    def dropped_connection() -> None:
+        attempts.append(1)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with pytest.raises(OperationalError):
+        durably(dropped_connection)
+    assert len(attempts) == 2

@@ -68,6 +68,9 @@ class RefreshOutcome(StrEnum):
     NEEDS_RECONNECT = "needs_reconnect"
 
 
+# The longest status reason an org holds (its column's); a longer one is cut to fit.
+REASON_MAX_LENGTH = Org._meta.get_field("status_reason").max_length
+
 # Only in the log line: a reconnect replaced the token while the provider was asked (the
 # caller is told NOT_DUE, the org holds a fresh token).
 SUPERSEDED = "superseded"
@@ -221,7 +224,7 @@ def _mark_undecryptable(
     reason = (
         f"{error.error_code}: {error} If that key is lost, reconnect the org "
         "(enter the integration's client secret again first if that is the value named)."
-    )[:500]
+    )[:REASON_MAX_LENGTH]
     token.next_refresh_at = None
     token.refresh_claim, token.refreshing_until, token.dispatched_until = "", None, None
     token.last_failure_at, token.last_error_code = clock.now(), error.error_code
@@ -454,7 +457,7 @@ def _mark_needs_reconnect(org: Org, token: Token, error: ProviderError) -> Refre
     reason = f"{error.error_code}: {error.description}".strip(": ")
     token.next_refresh_at = None
     org.status = Org.Status.NEEDS_RECONNECT
-    org.status_reason = reason[:500]
+    org.status_reason = reason[:REASON_MAX_LENGTH]
     org.save(update_fields=["status", "status_reason", "updated_at"])
     alerts.alert_needs_reconnect(org, reason=reason)
     webhooks.webhook_event_emit(
@@ -484,7 +487,8 @@ def _wait_for_flight(org_id: int, *, version_before: int | None) -> RefreshResul
     """Wait (bounded, in real time) for another caller's refresh and report how it ended."""
     deadline = time.monotonic() + app_settings.REFRESH_WAIT
     while True:
-        time.sleep(0.05)  # waiting for another thread or process, not simulated time
+        # Real time: another thread or process is waited for, not simulated time.
+        time.sleep(app_settings.REFRESH_WAIT_POLL_INTERVAL)
         token = Token.objects.select_related("org").filter(org_id=org_id).first()
         if token is None:  # disconnected meanwhile
             org = Org.objects.get(pk=org_id)

@@ -15,7 +15,6 @@ from tokens.planning import plan_next_refresh
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-STORE_ATTEMPTS = 3
 
 
 def locked_org_and_token(
@@ -114,18 +113,20 @@ def durably(write: Callable[[], T]) -> T:
     failed transaction was rolled back, so running it again is safe. Only errors of the
     connection are retried, and only when no outer transaction is open.
     """
-    for attempt in range(1, STORE_ATTEMPTS + 1):
+    attempts = app_settings.STORE_ATTEMPTS
+    for attempt in range(1, attempts + 1):
         try:
             return write()
         except (OperationalError, InterfaceError) as exc:
-            if connection.in_atomic_block or attempt == STORE_ATTEMPTS:
+            if connection.in_atomic_block or attempt == attempts:
                 raise
             logger.warning(
                 "database connection failed while storing (%s); retrying, attempt %s of %s",
                 type(exc).__name__,
                 attempt + 1,
-                STORE_ATTEMPTS,
+                attempts,
             )
             connection.close()
-            time.sleep(0.2 * attempt)  # real time: the database, not the token, is waited for
+            # Real time: the database, not the token, is waited for.
+            time.sleep(app_settings.STORE_RETRY_DELAY * attempt)
     raise AssertionError("unreachable")
