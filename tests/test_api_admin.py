@@ -5,11 +5,12 @@ import re
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from tokens import services
-from tokens.models import ApiClient, TokenServedCount
+from tokens import apikeys, services
+from tokens.models import ApiClient, Org, TokenServedCount
 
 pytestmark = pytest.mark.django_db
 KEY = re.compile(r"tc_[a-z0-9]{8}_[A-Za-z0-9_-]{43}")
@@ -87,6 +88,92 @@ def test_passphrase_is_write_only_and_kept_when_left_blank(superuser_client, con
     assert "phrase-1" not in superuser_client.get(url).content.decode()
     superuser_client.post(url, {"name": "flows", "orgs": [connected_org.pk], "legacy_from": "flow"})
     assert ApiClient.objects.get().legacy_passphrase_hash == stored
+
+
+def test_create_service_refuses_legacy_headers_given_by_half(connected_org):
+    with pytest.raises(ValidationError) as no_phrase:
+        services.api_client_create(name="flows", orgs=[connected_org], legacy_from="flow")
+    assert no_phrase.value.message_dict == {
+        "legacy_passphrase": ["Legacy access needs both X-From and X-API-Phrase."]
+    }
+    with pytest.raises(ValidationError) as no_from:
+        services.api_client_create(name="flows", orgs=[connected_org], legacy_passphrase="p")
+    assert list(no_from.value.message_dict) == ["legacy_from"]
+    assert not ApiClient.objects.exists()
+
+
+def test_update_service_changes_the_client_but_not_its_key(connected_org, integration):
+    api_client, key = services.api_client_create(
+        name="flows", orgs=[connected_org], legacy_from="flow", legacy_passphrase="phrase-1"
+    )
+    other = Org.objects.create(name="Other", slug="other", integration=integration)
+    services.api_client_update(
+        client=api_client, name="flows 2", orgs=[other], allowed_networks="10.0.0.0/8",
+        legacy_from="flow",
+    )  # fmt: skip
+    after = ApiClient.objects.get()
+    assert (after.name, after.allowed_networks) == ("flows 2", "10.0.0.0/8")
+    assert list(after.orgs.all()) == [other]
+    assert apikeys.key_matches(key, after.key_hash)
+    assert apikeys.passphrase_matches("phrase-1", after.legacy_passphrase_hash)
+    services.api_client_update(client=after, name="flows 2", orgs=[other], legacy_from="")
+    assert ApiClient.objects.get().legacy_passphrase_hash == ""
+
+
+def test_update_service_refuses_bad_input_and_changes_nothing(connected_org):
+    api_client, _ = services.api_client_create(name="flows", orgs=[connected_org])
+    services.api_client_create(
+        name="ops", all_orgs=True, legacy_from="flow", legacy_passphrase="phrase-0"
+    )
+    bad = [
+        ({"legacy_passphrase": "p"}, "legacy_from"),
+        ({"legacy_from": "flow"}, "legacy_passphrase"),
+        ({"legacy_from": "flow", "legacy_passphrase": "p"}, "legacy_from"),  # ops has it
+        ({"allowed_networks": "not a network"}, "allowed_networks"),
+        ({"name": "ops"}, "name"),
+    ]
+    for fields, field in bad:
+        with pytest.raises(ValidationError) as refused:
+            services.api_client_update(
+                client=ApiClient.objects.get(pk=api_client.pk),
+                **{"name": "flows", "orgs": [connected_org], **fields},
+            )
+        assert field in refused.value.message_dict
+    after = ApiClient.objects.get(pk=api_client.pk)
+    assert (after.name, after.legacy_from, after.legacy_passphrase_hash) == ("flows", "", "")
+
+
+def test_admin_saves_api_clients_through_the_services(superuser_client, connected_org, monkeypatch):
+    calls = []
+
+    def spy(service_name: str):
+        real = getattr(services, service_name)
+        return lambda **fields: calls.append(service_name) or real(**fields)
+
+    for service_name in ("api_client_create", "api_client_update"):
+        monkeypatch.setattr(services, service_name, spy(service_name))
+    add_client(superuser_client, connected_org, allowed_networks="10.0.0.0/8")
+    api_client = ApiClient.objects.get()
+    url = reverse("admin:tokens_apiclient_change", args=[api_client.pk])
+    superuser_client.post(url, {"name": "renamed", "orgs": [], "all_orgs": "on"})
+    assert calls == ["api_client_create", "api_client_update"]
+    after = ApiClient.objects.get()
+    assert (after.name, after.all_orgs, list(after.orgs.all())) == ("renamed", True, [])
+    assert after.key_prefix == api_client.key_prefix
+    assert LogEntry.objects.filter(object_id=str(api_client.pk)).count() == 2
+
+
+def test_admin_change_form_shows_the_services_errors(superuser_client, connected_org):
+    api_client, _ = services.api_client_create(name="flows", orgs=[connected_org])
+    url = reverse("admin:tokens_apiclient_change", args=[api_client.pk])
+    response = superuser_client.post(
+        url, {"name": "flows", "orgs": [connected_org.pk], "legacy_passphrase": "p"}
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["legacy_from"] == [
+        "Legacy access needs both X-From and X-API-Phrase."
+    ]
+    assert ApiClient.objects.get().legacy_passphrase_hash == ""
 
 
 def test_revoke_action_stops_the_key_and_is_logged(superuser_client, connected_org):

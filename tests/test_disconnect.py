@@ -5,9 +5,16 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
+from tests.conftest import connect_org, store_under_lost_key
 from tokens import oauth, services
 from tokens.demo.provider import RFC7009_REVOKE_PATH
-from tokens.exceptions import InvalidGrant, OrgNotConnected, RefreshInProgress
+from tokens.exceptions import (
+    DisconnectInProgress,
+    InvalidGrant,
+    OrgNotConnected,
+    OrgReconnected,
+    RefreshInProgress,
+)
 from tokens.models import Org, Token, TokenEvent
 
 pytestmark = pytest.mark.django_db
@@ -135,3 +142,68 @@ def test_disconnect_revokes_at_the_integration_that_issued_the_tokens(
     services.org_disconnect(org_id=connected_org.pk)
     assert [c["outcome"] for c in provider.revoke_calls] == ["ok"]
     assert other_provider.revoke_calls == []
+
+
+def hold_for_disconnect(org: Org, clock) -> None:
+    """Put a disconnect's claim on the org's token, as one at the provider holds it."""
+    Token.objects.filter(org=org).update(
+        refresh_claim="disconnect", refreshing_until=clock.current + timedelta(seconds=30)
+    )
+
+
+def test_a_second_disconnect_while_one_is_at_the_provider_is_refused_as_such(
+    frozen_clock, connected_org, provider
+):
+    hold_for_disconnect(connected_org, frozen_clock)
+    with pytest.raises(DisconnectInProgress, match="being disconnected already"):
+        services.org_disconnect(org_id=connected_org.pk)
+    assert provider.revoke_calls == []
+    assert Token.objects.filter(org=connected_org).exists()
+
+
+def test_a_refresh_during_a_disconnect_leaves_and_says_why(frozen_clock, connected_org, provider):
+    hold_for_disconnect(connected_org, frozen_clock)
+    provider.reset_records()
+    result = services.token_refresh(
+        org_id=connected_org.pk, trigger=TokenEvent.Trigger.MANUAL, force=True
+    )
+    assert result.outcome == services.RefreshOutcome.IN_PROGRESS
+    assert result.message == "A disconnect is in progress."
+    assert provider.token_calls == []
+
+
+def test_disconnect_keeps_the_tokens_of_a_reconnect_made_during_the_revocation(
+    connected_org, provider, monkeypatch
+):
+    revoke = oauth.revoke
+
+    def revoke_while_reconnecting(*args, **kwargs):
+        connect_org(connected_org, provider)  # the admin signed in again meanwhile
+        return revoke(*args, **kwargs)
+
+    monkeypatch.setattr(oauth, "revoke", revoke_while_reconnecting)
+    with pytest.raises(OrgReconnected, match="reconnected meanwhile"):
+        services.org_disconnect(org_id=connected_org.pk)
+    token = Token.objects.get(org=connected_org)
+    assert token.version == 2
+    assert provider.is_access_token_valid(token.access_token)
+    assert Org.objects.get(pk=connected_org.pk).status == Org.Status.CONNECTED
+    assert not TokenEvent.objects.filter(kind="disconnected").exists()
+
+
+def test_disconnecting_tokens_no_key_decrypts_wipes_them_without_revoking(
+    superuser_client, connected_org, provider
+):
+    token = Token.objects.get(org=connected_org)
+    store_under_lost_key(token, "access_token", "lost-access")
+    store_under_lost_key(token, "refresh_token", "lost-refresh")
+    url = reverse("admin:tokens_org_disconnect", args=[connected_org.pk])
+    response = superuser_client.post(url, follow=True)
+    assert response.status_code == 200
+    assert "nothing was revoked at the provider" in response.content.decode()
+    assert provider.revoke_calls == []
+    assert not Token.objects.filter(org=connected_org).exists()
+    assert Org.objects.get(pk=connected_org.pk).status == Org.Status.PENDING
+    event = TokenEvent.objects.get(kind="disconnected")
+    assert event.outcome == "warning"
+    assert "No key in FIELD_ENCRYPTION_KEYS decrypts" in event.message

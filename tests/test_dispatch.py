@@ -161,6 +161,56 @@ def test_bulk_action_queues_manual_refreshes(client, frozen_clock, orgs, provide
     assert manual.count() == 4
 
 
+def test_bulk_action_marks_the_orgs_dispatched_and_queues_through_one_broker(
+    client, frozen_clock, orgs, monkeypatch
+):
+    opened = []
+
+    def counting_get_broker(*args, **kwargs):
+        opened.append(args)
+        return get_broker(*args, **kwargs)
+
+    monkeypatch.setattr("tokens.services.dispatch.get_broker", counting_get_broker)
+    monkeypatch.setattr("django_q.tasks.get_broker", counting_get_broker)
+    user = make_staff("op", "tokens.view_org", "tokens.change_org", "tokens.refresh_org")
+    client.force_login(user)
+    Org.objects.filter(pk=orgs[4].pk).update(status=Org.Status.DISABLED)
+    all_due(frozen_clock)
+    client.post(
+        reverse("admin:tokens_org_changelist"),
+        {"action": "refresh_selected", "_selected_action": [o.pk for o in orgs]},
+    )
+    assert len(opened) == 1
+    tasks = sorted(queued_tasks(), key=lambda task: task["args"][0])
+    assert [task["args"] for task in tasks] == [
+        (o.pk, TokenEvent.Trigger.MANUAL, user.pk, True) for o in orgs[:4]
+    ]
+    assert all(type(task["args"][1]) is TokenEvent.Trigger for task in tasks)
+    marked = Token.objects.filter(dispatched_until__gt=frozen_clock.current)
+    assert sorted(marked.values_list("org_id", flat=True)) == [o.pk for o in orgs[:4]]
+    # The sweep does not queue them a second time while their tasks wait.
+    assert services.refresh_dispatch_due() == 0
+
+
+def test_refresh_dispatch_queues_only_connected_orgs_with_the_given_trigger(
+    frozen_clock, orgs, org
+):
+    Org.objects.filter(pk=orgs[0].pk).update(status=Org.Status.NEEDS_RECONNECT)
+    queued = services.refresh_dispatch(
+        org_ids=[orgs[2].pk, orgs[0].pk, org.pk, orgs[1].pk], trigger=TokenEvent.Trigger.COMMAND
+    )
+    assert queued == [orgs[2].pk, orgs[1].pk]  # in the order given; the pending org skipped
+    assert [task["args"] for task in queued_tasks()] == [
+        (orgs[2].pk, TokenEvent.Trigger.COMMAND, None, False),
+        (orgs[1].pk, TokenEvent.Trigger.COMMAND, None, False),
+    ]
+
+
+def test_a_task_queued_with_a_plain_trigger_string_still_runs(frozen_clock, orgs, provider):
+    assert tasks.refresh_org(orgs[0].pk, "manual", None, True) == "org-0: refreshed"
+    assert TokenEvent.objects.filter(org=orgs[0], kind="refreshed", trigger="manual").exists()
+
+
 def test_refresh_tokens_command_reports_each_org_and_fails_on_failure(
     frozen_clock, orgs, provider, capsys
 ):

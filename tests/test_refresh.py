@@ -369,3 +369,45 @@ def test_when_not_even_the_tokens_can_be_stored_a_failure_and_a_retry_are_record
     assert (event.kind, event.outcome, event.error_code) == (
         "refresh_failed", "failure", "store_failed",
     )  # fmt: skip
+
+
+def test_rotated_refresh_token_without_an_expiry_forgets_the_old_expiry(
+    frozen_clock, connected_org, provider
+):
+    before = make_due(connected_org, frozen_clock)
+    assert before.refresh_expires_at is not None
+    provider.rotate_refresh_tokens = True
+    provider.include_expires_in = False  # nor refresh_token_expires_in
+    refresh(connected_org)
+    after = Token.objects.get(org=connected_org)
+    assert after.refresh_fingerprint != before.refresh_fingerprint
+    assert after.refresh_expires_at is None
+
+
+def test_same_refresh_token_without_an_expiry_keeps_its_expiry(
+    frozen_clock, connected_org, provider
+):
+    before = make_due(connected_org, frozen_clock)
+    provider.include_expires_in = False
+    refresh(connected_org)
+    after = Token.objects.get(org=connected_org)
+    assert after.refresh_fingerprint == before.refresh_fingerprint
+    assert after.refresh_expires_at == before.refresh_expires_at
+
+
+@pytest.mark.django_db(transaction=True)  # durably retries only outside a transaction
+def test_storing_is_tried_as_often_as_store_attempts_says(settings):
+    from django.db import OperationalError
+
+    from tokens.services.store import durably
+
+    settings.TOKEN_CONSOLE = {"STORE_ATTEMPTS": 2, "STORE_RETRY_DELAY": 0}
+    attempts = []
+
+    def dropped_connection() -> None:
+        attempts.append(1)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with pytest.raises(OperationalError):
+        durably(dropped_connection)
+    assert len(attempts) == 2

@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 
 from .apikeys import networks_parse
-from .conf import REFRESH_LEASE_MARGIN, app_settings
+from .conf import REFRESH_LEASE_MARGIN, app_settings, console_base_url
 from .exceptions import EncryptionKeyError
 from .fields import SETTING, configured_keys, validate_keys
 from .oauth import plain_http_off_loopback
@@ -92,7 +92,7 @@ def _undecryptable_message(labels: list[str], *, wrong_keys: bool) -> checks.Che
 @checks.register()
 def check_console_base_url(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """CONSOLE_BASE_URL builds the redirect URI the provider must know."""
-    base = getattr(settings, "CONSOLE_BASE_URL", "")
+    base = console_base_url()
     if not base.startswith(("http://", "https://")):
         return [
             checks.Error(
@@ -188,7 +188,7 @@ def check_provider_urls(app_configs, **kwargs) -> list[checks.CheckMessage]:
 @checks.register(checks.Tags.security, deploy=True)
 def check_console_base_url_https(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """In production, the OAuth callback (built from CONSOLE_BASE_URL) must be https."""
-    base = getattr(settings, "CONSOLE_BASE_URL", "")
+    base = console_base_url()
     if getattr(settings, "PRODUCTION", False) and plain_http_off_loopback(base):
         return [
             checks.Warning(

@@ -47,8 +47,15 @@ DEFAULTS: dict[str, Any] = {
     # A lease or dispatch mark that ends further ahead than its length plus this was set
     # before the clock jumped back, and is ignored rather than waited out.
     "CLOCK_SKEW_TOLERANCE": 120,
-    # A caller that finds a refresh in flight (Refresh now, the API) waits this long for it.
+    # A caller that finds a refresh in flight (Refresh now, the API) waits this long for it,
+    # looking at the token again every REFRESH_WAIT_POLL_INTERVAL seconds.
     "REFRESH_WAIT": 20.0,
+    "REFRESH_WAIT_POLL_INTERVAL": 0.05,
+    # Storing a provider's answer is tried this many times when the database connection
+    # drops (a restart, a failover), waiting STORE_RETRY_DELAY * attempt seconds between:
+    # the answer exists only in memory, and a rotating provider will not give it again.
+    "STORE_ATTEMPTS": 3,
+    "STORE_RETRY_DELAY": 0.2,
     # The sweep marks an org dispatched for this long; a task lost with the queue
     # (a broker restart) is dispatched again afterwards. The database is the truth.
     "DISPATCH_LEASE": 300,
@@ -143,6 +150,11 @@ DEFAULTS: dict[str, Any] = {
 # Seconds by which REFRESH_LEASE must outlast the longest provider call (system check
 # tokens.E007): time to store the answer, a pause of the process, a slow database.
 REFRESH_LEASE_MARGIN = 5
+
+
+def console_base_url() -> str:
+    """CONSOLE_BASE_URL: the console's public address, without a trailing slash."""
+    return getattr(settings, "CONSOLE_BASE_URL", "").rstrip("/")
 
 
 class AppSettings:

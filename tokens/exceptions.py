@@ -83,6 +83,14 @@ class RefreshInProgress(TokenConsoleError):
     """A refresh holds the org's token right now: try again once it is over."""
 
 
+class DisconnectInProgress(TokenConsoleError):
+    """A disconnect holds the org's token right now: it is being wiped already."""
+
+
+class OrgReconnected(TokenConsoleError):
+    """The org was reconnected while a disconnect was at the provider: its new tokens stay."""
+
+
 class AnswerNotStored(ProviderError):
     """The provider answered, but storing its answer failed (a database fault, a bug).
 

@@ -67,6 +67,8 @@ def parse_webex_access_token(access_token: str) -> WebexTokenSuffix | None:
     return WebexTokenSuffix(cluster_id=cluster_id, org_id=str(parsed_org))
 
 
+# Longer than any base64 of `ciscospark://<region>/ORGANIZATION/<uuid>`: not decoded at all.
+_ORG_ID_MAX_LENGTH = 256
 _ORG_HYDRA_ID = re.compile(r"ciscospark://[a-z0-9-]+/ORGANIZATION/(?P<uuid>[0-9a-fA-F-]{36})")
 
 
@@ -83,7 +85,7 @@ def decode_webex_org_id(encoded: str) -> str | None:
 
     Returns the uuid, or None when the value is not of that shape.
     """
-    if not encoded or len(encoded) > 256:
+    if not encoded or len(encoded) > _ORG_ID_MAX_LENGTH:
         return None
     padded = encoded + "=" * (-len(encoded) % 4)
     try:

@@ -7,18 +7,27 @@ from django.contrib.auth import get_user_model
 from . import services
 from .conf import app_settings
 from .exceptions import OrgNotRefreshable
-from .models import Org
+from .models import Org, TokenEvent
 
 logger = logging.getLogger(__name__)
 
 
 def refresh_org(
-    org_id: int, trigger: str = "schedule", actor_id: int | None = None, force: bool = False
+    org_id: int,
+    trigger: str = TokenEvent.Trigger.SCHEDULE,
+    actor_id: int | None = None,
+    force: bool = False,
 ) -> str:
     """Refresh one org; the service, not the queue, handles and retries provider failures."""
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
     try:
-        result = services.token_refresh(org_id=org_id, trigger=trigger, actor=actor, force=force)
+        result = services.token_refresh(
+            # A task queued by an older release carries the trigger as a plain string.
+            org_id=org_id,
+            trigger=TokenEvent.Trigger(trigger),
+            actor=actor,
+            force=force,
+        )
     except (OrgNotRefreshable, Org.DoesNotExist) as exc:
         logger.info("refresh skipped org_id=%s reason=%s", org_id, exc)
         return f"skipped: {exc}"

@@ -6,7 +6,6 @@ import secrets
 from collections.abc import Callable
 from functools import wraps
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
@@ -16,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from . import clock, oauth, services
-from .conf import app_settings
+from .conf import app_settings, console_base_url
 from .exceptions import ConnectError, EncryptionKeyError, OAuthStateError, ProviderError
 from .models import Org
 from .twofactor import staff_access_allowed
@@ -25,14 +24,19 @@ logger = logging.getLogger(__name__)
 
 SESSION_KEY = "tokens_oauth_pending"
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_DESCRIPTION_MAX = 300
+# Lengths accepted from the callback's query, which anyone can send: what we issued is far
+# shorter (a state is 43 characters), and what a provider sends fits well within them.
+STATE_MAX_LENGTH = 128
+CODE_MAX_LENGTH = 2048
+# The provider's error_description is shown to the admin and recorded, cut to this length.
+ERROR_DESCRIPTION_MAX_LENGTH = 300
 # C0 and C1 controls, DEL and the bidi controls that reorder what an admin page shows.
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def redirect_uri() -> str:
     """The callback URL to register at the provider, built from CONSOLE_BASE_URL."""
-    return settings.CONSOLE_BASE_URL + reverse("tokens:oauth-callback")
+    return console_base_url() + reverse("tokens:oauth-callback")
 
 
 def staff_permission_required(perm: str) -> Callable:
@@ -109,14 +113,16 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     if error_code:
         if not _ERROR_CODE.fullmatch(error_code):
             error_code = "invalid_error_code"
-        description = _printable(request.GET.get("error_description", ""))[:_DESCRIPTION_MAX]
+        description = _printable(request.GET.get("error_description", ""))[
+            :ERROR_DESCRIPTION_MAX_LENGTH
+        ]
         services.org_connect_failed(
             org=org, error_code=error_code, description=description, actor=request.user
         )
         messages.error(request, f"{org} was not connected: the provider answered {error_code}.")
         return HttpResponseRedirect(_org_admin_url(org))
     code = request.GET.get("code", "")
-    if not code or len(code) > 2048:
+    if not code or len(code) > CODE_MAX_LENGTH:
         return _error_page(request, "The provider sent no usable authorization code.", status=400)
     try:
         token = services.org_connect(
@@ -163,7 +169,7 @@ def _take_state(request: HttpRequest, state: str) -> dict:
             "request. Start again with Connect on the org page."
         )
     pending = request.session.get(SESSION_KEY, {})
-    entry = pending.pop(state, None) if len(state) <= 128 else None
+    entry = pending.pop(state, None) if len(state) <= STATE_MAX_LENGTH else None
     request.session[SESSION_KEY] = pending
     if entry is None:
         raise OAuthStateError(

@@ -28,7 +28,11 @@ def served_link(counts: QuerySet, field: str, pk: int | None) -> str:
 
 
 class ApiClientForm(forms.ModelForm):
-    """The legacy passphrase is write-only: never rendered back; blank keeps the stored one."""
+    """The legacy passphrase is write-only: never rendered back; blank keeps the stored one.
+
+    The services validate; the form shows their errors. Saving goes through the services
+    too (ApiClientAdmin.save_model), as the create_api_client command does.
+    """
 
     legacy_passphrase = forms.CharField(
         label="legacy X-API-Phrase",
@@ -44,14 +48,11 @@ class ApiClientForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        has_phrase = bool(cleaned.get("legacy_passphrase") or self.instance.legacy_passphrase_hash)
-        if cleaned.get("legacy_from") and not has_phrase:
-            self.add_error("legacy_passphrase", "Legacy access needs both X-From and X-API-Phrase.")
-        if cleaned.get("legacy_passphrase") and not cleaned.get("legacy_from"):
-            self.add_error("legacy_from", "Legacy access needs both X-From and X-API-Phrase.")
         try:
-            services.api_client_legacy_from_check(
+            services.api_client_rules_check(
                 legacy_from=cleaned.get("legacy_from") or "",
+                legacy_passphrase=cleaned.get("legacy_passphrase") or "",
+                passphrase_stored=bool(self.instance.legacy_passphrase_hash),
                 all_orgs=bool(cleaned.get("all_orgs")),
                 orgs=list(cleaned.get("orgs") or []),
                 exclude_pk=self.instance.pk,
@@ -59,6 +60,12 @@ class ApiClientForm(forms.ModelForm):
         except ValidationError as exc:
             self.add_error(None, exc)
         return cleaned
+
+    def service_fields(self) -> dict:
+        """The cleaned values as the api_client_create / api_client_update keywords."""
+        names = ["name", "all_orgs", "orgs", "allowed_networks", "legacy_from"]
+        fields = {name: self.cleaned_data[name] for name in names}
+        return {**fields, "legacy_passphrase": self.cleaned_data.get("legacy_passphrase", "")}
 
 
 class ApiClientAdmin(admin.ModelAdmin):
@@ -118,17 +125,21 @@ class ApiClientAdmin(admin.ModelAdmin):
         return super().get_queryset(request).prefetch_related("orgs")
 
     def save_model(self, request: HttpRequest, obj: ApiClient, form, change: bool) -> None:
-        if not change:
-            obj.created_by = request.user
-            # Kept on the instance for this request only, to be shown once by response_add.
-            obj.issued_key = services.api_client_key_assign(client=obj)
-        if form.cleaned_data.get("legacy_passphrase"):
-            services.api_client_legacy_passphrase_set(
-                client=obj, passphrase=form.cleaned_data["legacy_passphrase"]
-            )
-        if not obj.legacy_from:
-            obj.legacy_passphrase_hash = ""
-        super().save_model(request, obj, form, change)
+        """Save through the services; a new client's key is kept for response_add only."""
+        if change:
+            services.api_client_update(client=obj, **form.service_fields())
+            return
+        client, key = services.api_client_create(created_by=request.user, **form.service_fields())
+        # The admin goes on with `obj` (the log entry, the key page): make it the saved client.
+        obj.pk = client.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
+        obj.issued_key = key  # on the instance for this request only, shown once
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        """The service set the orgs already; form.save_m2m would write them a second time."""
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     def response_add(self, request: HttpRequest, obj: ApiClient, post_url_continue=None):
         """Show the new key once, on a page of its own; it is stored nowhere."""

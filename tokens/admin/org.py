@@ -8,10 +8,15 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
-from django_q.tasks import async_task
 
 from tokens import services
-from tokens.exceptions import OrgNotConnected, OrgNotRefreshable, RefreshInProgress
+from tokens.exceptions import (
+    DisconnectInProgress,
+    OrgNotConnected,
+    OrgNotRefreshable,
+    OrgReconnected,
+    RefreshInProgress,
+)
 from tokens.models import Org, TokenEvent
 
 from .api_client import served_link
@@ -174,12 +179,13 @@ class OrgAdmin(admin.ModelAdmin):
     @admin.action(description="Refresh selected orgs", permissions=["refresh"])
     def refresh_selected(self, request: HttpRequest, queryset) -> None:
         """Queue a manual refresh for each selected connected org."""
-        connected = list(queryset.filter(status=Org.Status.CONNECTED).values_list("pk", flat=True))
-        for org_id in connected:
-            async_task("tokens.tasks.refresh_org", org_id, "manual", request.user.pk, True)
-        skipped = queryset.count() - len(connected)
+        selected = list(queryset.values_list("pk", flat=True))
+        queued = services.refresh_dispatch(
+            org_ids=selected, trigger=TokenEvent.Trigger.MANUAL, actor=request.user, force=True
+        )
+        skipped = len(selected) - len(queued)
         note = f" {skipped} not connected, skipped." if skipped else ""
-        self.message_user(request, f"Queued a refresh for {len(connected)} org(s).{note}")
+        self.message_user(request, f"Queued a refresh for {len(queued)} org(s).{note}")
 
     def has_refresh_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("tokens.refresh_org")
@@ -228,7 +234,12 @@ class OrgAdmin(admin.ModelAdmin):
                 result = services.org_disconnect(
                     org_id=org.pk, actor=request.user, trigger=TokenEvent.Trigger.MANUAL
                 )
-            except (OrgNotConnected, RefreshInProgress) as exc:
+            except (
+                OrgNotConnected,
+                RefreshInProgress,
+                DisconnectInProgress,
+                OrgReconnected,
+            ) as exc:
                 self.message_user(request, str(exc), messages.WARNING)
                 continue
             level = messages.SUCCESS if result.revoked else messages.WARNING

@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 SEND_TASK = "tokens.tasks.send_alert"
 WEBEX_MESSAGES_PATH = "/v1/messages"
+# The longest error an alert message keeps (its column's); a longer one is cut to fit.
+ERROR_MAX_LENGTH = AlertMessage._meta.get_field("error").max_length
 
 Status = AlertMessage.Status
 
@@ -126,7 +128,7 @@ def _retry_or_give_up(message: AlertMessage, *, error: str) -> AlertMessage:
     )
     next_at = now + timedelta(seconds=ceiling * (0.5 + random.random() / 2))
     give_up_at = message.created_at + timedelta(hours=app_settings.ALERT_RETRY_HOURS)
-    message.error = error[:200]
+    message.error = error[:ERROR_MAX_LENGTH]
     message.status = Status.PENDING if next_at <= give_up_at else Status.FAILED
     message.next_attempt_at = next_at if message.status == Status.PENDING else None
     message.dispatched_until = None

@@ -28,8 +28,9 @@ def api_client_create(
 ) -> tuple[ApiClient, str]:
     """Create an API client and return it with its key, which is never stored or shown again.
 
-    Raises ValidationError for a duplicate name, a bad network, or a legacy X-From that
-    another client may use for one of the same orgs.
+    Raises ValidationError for a duplicate name, a bad network, a legacy X-From without a
+    passphrase (or the reverse), or a legacy X-From that another client may use for one of
+    the same orgs.
     """
     client = ApiClient(
         name=name,
@@ -42,12 +43,81 @@ def api_client_create(
     api_client_legacy_passphrase_set(client=client, passphrase=legacy_passphrase)
     client.full_clean()
     orgs = list(orgs)
-    api_client_legacy_from_check(
-        legacy_from=legacy_from, all_orgs=all_orgs, orgs=orgs, exclude_pk=None
+    api_client_rules_check(
+        legacy_from=legacy_from,
+        legacy_passphrase=legacy_passphrase,
+        passphrase_stored=False,
+        all_orgs=all_orgs,
+        orgs=orgs,
+        exclude_pk=None,
     )
     client.save()
     client.orgs.set(orgs)
     return client, key
+
+
+@transaction.atomic
+def api_client_update(
+    *,
+    client: ApiClient,
+    name: str,
+    orgs: Iterable[Org] = (),
+    all_orgs: bool = False,
+    allowed_networks: str = "",
+    legacy_from: str = "",
+    legacy_passphrase: str = "",
+) -> ApiClient:
+    """Change an API client's name, scope, networks and legacy headers; its key stays.
+
+    A blank `legacy_passphrase` keeps the stored one; a blank `legacy_from` ends legacy
+    access and forgets the passphrase. Raises ValidationError as api_client_create does.
+    """
+    orgs = list(orgs)
+    api_client_rules_check(
+        legacy_from=legacy_from,
+        legacy_passphrase=legacy_passphrase,
+        passphrase_stored=bool(client.legacy_passphrase_hash),
+        all_orgs=all_orgs,
+        orgs=orgs,
+        exclude_pk=client.pk,
+    )
+    client.name, client.all_orgs = name, all_orgs
+    client.allowed_networks, client.legacy_from = allowed_networks, legacy_from
+    if legacy_passphrase:
+        api_client_legacy_passphrase_set(client=client, passphrase=legacy_passphrase)
+    if not legacy_from:
+        client.legacy_passphrase_hash = ""
+    client.full_clean()
+    client.save()
+    client.orgs.set(orgs)
+    return client
+
+
+def api_client_rules_check(
+    *,
+    legacy_from: str,
+    legacy_passphrase: str,
+    passphrase_stored: bool,
+    all_orgs: bool,
+    orgs: list[Org],
+    exclude_pk: int | None,
+) -> None:
+    """Raise ValidationError, by field, for legacy headers given by half or clashing with
+    another client's; the admin form shows these errors before anything is saved."""
+    errors: dict[str, list] = {}
+    half = "Legacy access needs both X-From and X-API-Phrase."
+    if legacy_from and not (legacy_passphrase or passphrase_stored):
+        errors["legacy_passphrase"] = [half]
+    if legacy_passphrase and not legacy_from:
+        errors["legacy_from"] = [half]
+    try:
+        api_client_legacy_from_check(
+            legacy_from=legacy_from, all_orgs=all_orgs, orgs=orgs, exclude_pk=exclude_pk
+        )
+    except ValidationError as exc:
+        exc.update_error_dict(errors)
+    if errors:
+        raise ValidationError(errors)
 
 
 def api_client_legacy_from_check(

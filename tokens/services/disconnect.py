@@ -10,12 +10,20 @@ from django.db import transaction
 
 from tokens import clock, oauth
 from tokens.conf import app_settings
-from tokens.exceptions import OrgNotConnected, ProviderError, RefreshInProgress
+from tokens.exceptions import (
+    DisconnectInProgress,
+    EncryptionKeyError,
+    OrgNotConnected,
+    OrgReconnected,
+    ProviderError,
+    RefreshInProgress,
+)
+from tokens.fields import SETTING
 from tokens.models import Org, TokenEvent
 
 from . import webhooks
 from .events import token_event_record
-from .refresh import in_flight
+from .refresh import Claim, claim_held
 from .store import elapsed_ms, locked_org_and_token
 
 logger = logging.getLogger(__name__)
@@ -32,21 +40,27 @@ class DisconnectResult:
 
 @dataclass(frozen=True)
 class _Held:
-    config: oauth.ClientConfig
     version: int
-    access_token: str = field(repr=False)
-    refresh_token: str = field(repr=False)
+    # None when no key decrypts the tokens or the client secret: nothing can be revoked.
+    config: oauth.ClientConfig | None
+    access_token: str = field(repr=False, default="")
+    refresh_token: str = field(repr=False, default="")
 
 
 def org_disconnect(
-    *, org_id: int, actor: AbstractBaseUser | None = None, trigger: str = "manual"
+    *,
+    org_id: int,
+    actor: AbstractBaseUser | None = None,
+    trigger: TokenEvent.Trigger = TokenEvent.Trigger.MANUAL,
 ) -> DisconnectResult:
     """Revoke the org's grant at the provider (when it has an endpoint), wipe its tokens,
     set it pending and record a `disconnected` event.
 
-    The local part always happens: an unreachable provider is reported, not fatal.
-    Raises OrgNotConnected when the org holds no token, RefreshInProgress while a refresh
-    holds it (its rotated tokens would escape the revocation).
+    The local part always happens: an unreachable provider, or tokens no key decrypts,
+    are reported, not fatal. Raises OrgNotConnected when the org holds no token,
+    RefreshInProgress while a refresh holds it (its rotated tokens would escape the
+    revocation), DisconnectInProgress while another disconnect does, and OrgReconnected
+    when a reconnect replaced the tokens during the revocation.
     """
     held = _hold(org_id)
     started = time.monotonic()
@@ -55,7 +69,7 @@ def org_disconnect(
         org, token = locked_org_and_token(org_id)
         if token is not None and token.version != held.version:
             # Reconnected while we were at the provider: that new grant is not ours to wipe.
-            raise RefreshInProgress(
+            raise OrgReconnected(
                 f"{org.slug} was reconnected meanwhile; its new tokens are kept. {note}"
             )
         if token is not None:
@@ -81,29 +95,43 @@ def org_disconnect(
 
 def _hold(org_id: int) -> _Held:
     """Read the tokens and claim the org, so no refresh starts (and rotates them) meanwhile."""
+    now = clock.now()
     with transaction.atomic():
         org, token = locked_org_and_token(org_id)
         if token is None:
             raise OrgNotConnected(f"{org.slug} holds no token: there is nothing to disconnect.")
-        if in_flight(token, now=clock.now()):
+        holder = claim_held(token, now=now)
+        if holder == Claim.REFRESH:
             raise RefreshInProgress(
                 f"A refresh of {org.slug} is in flight: disconnect again in a minute."
             )
-        token.refresh_claim = "disconnect"
-        token.refreshing_until = clock.now() + timedelta(seconds=app_settings.REFRESH_LEASE)
+        if holder == Claim.DISCONNECT:
+            raise DisconnectInProgress(f"{org.slug} is being disconnected already.")
+        # The lease outlasts one provider call (the revocation), as a refresh's does.
+        token.refresh_claim = Claim.DISCONNECT
+        token.refreshing_until = now + timedelta(seconds=app_settings.REFRESH_LEASE)
         token.save(update_fields=["refresh_claim", "refreshing_until"])
         # Revoke at the integration that issued the tokens, whatever the org names now.
         issuer = token.integration or org.integration
-        return _Held(
-            config=issuer.client_config(),
-            version=token.version,
-            access_token=token.access_token,
-            refresh_token=token.refresh_token,
-        )
+        try:  # the secrets are decrypted here, not when the rows were loaded
+            return _Held(
+                version=token.version,
+                config=issuer.client_config(),
+                access_token=token.access_token,
+                refresh_token=token.refresh_token,
+            )
+        except EncryptionKeyError:
+            return _Held(version=token.version, config=None)
 
 
 def _revoke(held: _Held) -> tuple[bool, str]:
     """Ask the provider to revoke; return whether it did and a note for the event."""
+    if held.config is None:
+        return False, (
+            f"No key in {SETTING} decrypts the org's tokens or its integration's client "
+            "secret, so nothing was revoked at the provider: revoke the grant in the "
+            "provider's admin."
+        )
     if not held.config.revocation_url:
         return False, "The integration has no revocation endpoint: nothing was revoked."
     try:

@@ -13,6 +13,9 @@ from tokens import clock
 from tokens.exceptions import ProviderError
 from tokens.models import Org, Token, TokenEvent, TokenEventRollup
 
+# The longest message an event holds (its column's); a longer one is cut to fit.
+MESSAGE_MAX_LENGTH = TokenEvent._meta.get_field("message").max_length
+
 
 def acting_user(actor: AbstractBaseUser | None) -> AbstractBaseUser | None:
     """The user to store as the actor: None for no user or an anonymous one."""
@@ -41,7 +44,7 @@ def token_event_record(
         outcome=outcome,
         actor=acting_user(actor),
         created_at=clock.now(),
-        message=(message or (str(error) if error else ""))[:500],
+        message=(message or (str(error) if error else ""))[:MESSAGE_MAX_LENGTH],
         error_code=error_code,
         duration_ms=duration_ms,
     )
@@ -49,7 +52,8 @@ def token_event_record(
         event.http_status = error.http_status
         event.error_code = error_code or error.error_code
         if error.description:
-            event.message = f"{event.message} Provider said: {error.description}"[:500]
+            said = f"{event.message} Provider said: {error.description}"
+            event.message = said[:MESSAGE_MAX_LENGTH]
     if token is not None:
         event.access_expires_at = token.access_expires_at
         event.refresh_expires_at = token.refresh_expires_at

@@ -20,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from functools import partial
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -54,6 +55,25 @@ logger = logging.getLogger("tokens.refresh")
 
 Kind = TokenEvent.Kind
 Outcome = TokenEvent.Outcome
+Trigger = TokenEvent.Trigger
+
+
+class RefreshOutcome(StrEnum):
+    """What came of one call of token_refresh."""
+
+    REFRESHED = "refreshed"
+    NOT_DUE = "not_due"
+    IN_PROGRESS = "in_progress"
+    RETRY_SCHEDULED = "retry_scheduled"
+    NEEDS_RECONNECT = "needs_reconnect"
+
+
+# The longest status reason an org holds (its column's); a longer one is cut to fit.
+REASON_MAX_LENGTH = Org._meta.get_field("status_reason").max_length
+
+# Only in the log line: a reconnect replaced the token while the provider was asked (the
+# caller is told NOT_DUE, the org holds a fresh token).
+SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True)
@@ -61,7 +81,7 @@ class RefreshResult:
     """What one call of token_refresh did. Holds no secret."""
 
     org_slug: str
-    outcome: str  # refreshed | not_due | in_progress | retry_scheduled | needs_reconnect
+    outcome: RefreshOutcome
     message: str
     token_version: int | None = None
     next_refresh_at: datetime | None = None
@@ -69,7 +89,22 @@ class RefreshResult:
     @property
     def ok(self) -> bool:
         """The org holds a token that needs no attention now."""
-        return self.outcome in ("refreshed", "not_due", "in_progress")
+        return self.outcome in (
+            RefreshOutcome.REFRESHED,
+            RefreshOutcome.NOT_DUE,
+            RefreshOutcome.IN_PROGRESS,
+        )
+
+
+class Claim(StrEnum):
+    """What holds a token's lease (refresh_claim until refreshing_until).
+
+    One lease, so a refresh and a disconnect never overlap; the kind says which holds it.
+    A refresh's claim is a random hex id, a disconnect's is the word below.
+    """
+
+    REFRESH = "refresh"
+    DISCONNECT = "disconnect"
 
 
 @dataclass(frozen=True)
@@ -86,7 +121,7 @@ class _Claim:
 def token_refresh(
     *,
     org_id: int,
-    trigger: str,
+    trigger: Trigger,
     actor: AbstractBaseUser | None = None,
     force: bool = False,
     wait: bool = False,
@@ -125,7 +160,7 @@ def _claim(
     *,
     force: bool,
     expiring_within: timedelta | None,
-    trigger: str,
+    trigger: Trigger,
     actor: AbstractBaseUser | None,
 ) -> _Claim | RefreshResult:
     """Transaction 1: check the org may and should refresh, then claim it."""
@@ -152,10 +187,13 @@ def _claim(
             return _mark_undecryptable(org, token, error, trigger=trigger, actor=actor)
         if not refresh_token:
             raise no_refresh_token
-        if in_flight(token, now=now):
-            return _result(org, token, "in_progress", "Another refresh is in flight.")
+        holder = claim_held(token, now=now)
+        if holder is not None:
+            busy = "A disconnect is in progress." if holder == Claim.DISCONNECT else None
+            message = busy or "Another refresh is in flight."
+            return _result(org, token, RefreshOutcome.IN_PROGRESS, message)
         if not force and not _due(token, now=now, expiring_within=expiring_within):
-            return _result(org, token, "not_due", "Not due yet.")
+            return _result(org, token, RefreshOutcome.NOT_DUE, "Not due yet.")
         token.refresh_claim = uuid.uuid4().hex
         token.refreshing_until = now + timedelta(seconds=app_settings.REFRESH_LEASE)
         token.save(update_fields=["refresh_claim", "refreshing_until"])
@@ -175,7 +213,7 @@ def _mark_undecryptable(
     token: Token,
     error: EncryptionKeyError,
     *,
-    trigger: str,
+    trigger: Trigger,
     actor: AbstractBaseUser | None,
 ) -> RefreshResult:
     """No key decrypts the org's refresh token or client secret: stop and ask a human, once.
@@ -186,7 +224,7 @@ def _mark_undecryptable(
     reason = (
         f"{error.error_code}: {error} If that key is lost, reconnect the org "
         "(enter the integration's client secret again first if that is the value named)."
-    )[:500]
+    )[:REASON_MAX_LENGTH]
     token.next_refresh_at = None
     token.refresh_claim, token.refreshing_until, token.dispatched_until = "", None, None
     token.last_failure_at, token.last_error_code = clock.now(), error.error_code
@@ -204,13 +242,13 @@ def _mark_undecryptable(
     )
     log_event(
         logger, logging.WARNING, "refresh", org=org.slug, trigger=trigger,
-        outcome="needs_reconnect", error=error.error_code, version=token.version,
+        outcome=RefreshOutcome.NEEDS_RECONNECT, error=error.error_code, version=token.version,
     )  # fmt: skip
-    return _result(org, token, "needs_reconnect", reason)
+    return _result(org, token, RefreshOutcome.NEEDS_RECONNECT, reason)
 
 
 def in_flight(token: Token, *, now: datetime) -> bool:
-    """Whether a refresh holds the token's lease now.
+    """Whether a refresh or a disconnect holds the token's lease now.
 
     A lease ending further ahead than REFRESH_LEASE (plus the clock skew allowed between
     machines) cannot have been taken by these clocks: the clock jumped back since. It is
@@ -219,6 +257,13 @@ def in_flight(token: Token, *, now: datetime) -> bool:
     longest = app_settings.REFRESH_LEASE + app_settings.CLOCK_SKEW_TOLERANCE
     until = token.refreshing_until
     return until is not None and now < until <= now + timedelta(seconds=longest)
+
+
+def claim_held(token: Token, *, now: datetime) -> Claim | None:
+    """Which kind of work holds the token's lease now; None when it is free."""
+    if not in_flight(token, now=now):
+        return None
+    return Claim.DISCONNECT if token.refresh_claim == Claim.DISCONNECT else Claim.REFRESH
 
 
 def _due(token: Token, *, now: datetime, expiring_within: timedelta | None) -> bool:
@@ -240,7 +285,7 @@ def _store_success(
     claim: _Claim,
     answer: oauth.TokenResponse,
     *,
-    trigger: str,
+    trigger: Trigger,
     actor: AbstractBaseUser | None,
     started: float,
 ) -> RefreshResult:
@@ -249,8 +294,8 @@ def _store_success(
         org, token = locked_org_and_token(claim.org_id)
         if token is None or token.version != claim.version:
             # A reconnect replaced the token while we were away: it wins.
-            _log_attempt(claim, trigger, "superseded", started, status=200)
-            return _result(org, token, "not_due", "The token was replaced meanwhile.")
+            _log_attempt(claim, trigger, SUPERSEDED, started, status=200)
+            return _result(org, token, RefreshOutcome.NOT_DUE, "The token was replaced meanwhile.")
         recovered = token.failing_alerted
         token = token_store_answer(org, answer, existing=token, integration_id=claim.integration_id)
         warning = expiry_warning(answer)
@@ -268,15 +313,15 @@ def _store_success(
             alerts.alert_recovered(org, how="refresh succeeded")
         webhooks.webhook_token_event_emit(event=webhooks.TOKEN_REFRESHED, org=org, token=token)
     # oauth.refresh accepts nothing but a 200 from the token endpoint.
-    _log_attempt(claim, trigger, "refreshed", started, status=200, token=token)
-    return _result(org, token, "refreshed", f"Refreshed to version {token.version}.")
+    _log_attempt(claim, trigger, RefreshOutcome.REFRESHED, started, status=200, token=token)
+    return _result(org, token, RefreshOutcome.REFRESHED, f"Refreshed to version {token.version}.")
 
 
 def _store_failure(
     claim: _Claim,
     error: ProviderError,
     *,
-    trigger: str,
+    trigger: Trigger,
     actor: AbstractBaseUser | None,
     started: float,
 ) -> RefreshResult:
@@ -291,8 +336,8 @@ def _store_failure(
     with transaction.atomic():
         org, token = locked_org_and_token(claim.org_id)
         if token is None or token.version != claim.version:
-            _log_attempt(claim, trigger, "superseded", started, error=error)
-            return _result(org, token, "not_due", "The token was replaced meanwhile.")
+            _log_attempt(claim, trigger, SUPERSEDED, started, error=error)
+            return _result(org, token, RefreshOutcome.NOT_DUE, "The token was replaced meanwhile.")
         token.refresh_claim, token.refreshing_until, token.dispatched_until = "", None, None
         token.last_failure_at, token.last_error_code = now, error.error_code
         if isinstance(error, (InvalidGrant, InvalidClient)):
@@ -349,7 +394,7 @@ def _store_salvaged(
     answer: oauth.TokenResponse,
     error: AnswerNotStored,
     *,
-    trigger: str,
+    trigger: Trigger,
     actor: AbstractBaseUser | None,
     started: float,
 ) -> RefreshResult:
@@ -358,8 +403,8 @@ def _store_salvaged(
     with transaction.atomic():
         org, token = locked_org_and_token(claim.org_id)
         if token is None or token.version != claim.version:
-            _log_attempt(claim, trigger, "superseded", started, error=error)
-            return _result(org, token, "not_due", "The token was replaced meanwhile.")
+            _log_attempt(claim, trigger, SUPERSEDED, started, error=error)
+            return _result(org, token, RefreshOutcome.NOT_DUE, "The token was replaced meanwhile.")
         streak = (token.failure_count, token.failing_alerted)
         token = token_store_answer(org, answer, existing=token, integration_id=claim.integration_id)
         token.failure_count, token.failing_alerted = streak
@@ -376,14 +421,14 @@ def _store_salvaged(
             error=error,
             duration_ms=elapsed_ms(started),
         )
-    _log_attempt(claim, trigger, "refreshed", started, status=200, token=token)
-    return _result(org, token, "refreshed", str(error))
+    _log_attempt(claim, trigger, RefreshOutcome.REFRESHED, started, status=200, token=token)
+    return _result(org, token, RefreshOutcome.REFRESHED, str(error))
 
 
 def _log_attempt(
     claim: _Claim,
-    trigger: str,
-    outcome: str,
+    trigger: Trigger,
+    outcome: RefreshOutcome | str,
     started: float,
     *,
     status: int | None = None,
@@ -393,7 +438,7 @@ def _log_attempt(
     """The attempt's one log line: INFO when it refreshed, WARNING otherwise. No secret."""
     log_event(
         logger,
-        logging.INFO if outcome == "refreshed" else logging.WARNING,
+        logging.INFO if outcome == RefreshOutcome.REFRESHED else logging.WARNING,
         "refresh",
         org=claim.org_slug,
         trigger=trigger,
@@ -407,21 +452,23 @@ def _log_attempt(
     )
 
 
-def _mark_needs_reconnect(org: Org, token: Token, error: ProviderError) -> str:
+def _mark_needs_reconnect(org: Org, token: Token, error: ProviderError) -> RefreshOutcome:
     """A permanent failure: stop retrying and ask a human, once."""
     reason = f"{error.error_code}: {error.description}".strip(": ")
     token.next_refresh_at = None
     org.status = Org.Status.NEEDS_RECONNECT
-    org.status_reason = reason[:500]
+    org.status_reason = reason[:REASON_MAX_LENGTH]
     org.save(update_fields=["status", "status_reason", "updated_at"])
     alerts.alert_needs_reconnect(org, reason=reason)
     webhooks.webhook_event_emit(
         event=webhooks.ORG_NEEDS_RECONNECT, org=org, data={"reason": error.error_code}
     )
-    return "needs_reconnect"
+    return RefreshOutcome.NEEDS_RECONNECT
 
 
-def _schedule_retry(org: Org, token: Token, error: ProviderError, *, now: datetime) -> str:
+def _schedule_retry(
+    org: Org, token: Token, error: ProviderError, *, now: datetime
+) -> RefreshOutcome:
     """A transient failure: keep the token, back off, and slow the integration on 429."""
     token.failure_count += 1
     delay = retry_delay(failures=token.failure_count, retry_after=error.retry_after)
@@ -433,31 +480,40 @@ def _schedule_retry(org: Org, token: Token, error: ProviderError, *, now: dateti
         alerts.alert_refresh_failing(
             org, failures=token.failure_count, error_code=error.error_code or str(error)
         )
-    return "retry_scheduled"
+    return RefreshOutcome.RETRY_SCHEDULED
 
 
 def _wait_for_flight(org_id: int, *, version_before: int | None) -> RefreshResult:
     """Wait (bounded, in real time) for another caller's refresh and report how it ended."""
     deadline = time.monotonic() + app_settings.REFRESH_WAIT
     while True:
-        time.sleep(0.05)  # waiting for another thread or process, not simulated time
+        # Real time: another thread or process is waited for, not simulated time.
+        time.sleep(app_settings.REFRESH_WAIT_POLL_INTERVAL)
         token = Token.objects.select_related("org").filter(org_id=org_id).first()
         if token is None:  # disconnected meanwhile
             org = Org.objects.get(pk=org_id)
-            return _result(org, None, "needs_reconnect", f"{org.slug} was disconnected.")
+            return _result(
+                org, None, RefreshOutcome.NEEDS_RECONNECT, f"{org.slug} was disconnected."
+            )
         flying = in_flight(token, now=clock.now())
         if not flying or time.monotonic() >= deadline:
             break
     if token.version != version_before:
-        return _result(token.org, token, "refreshed", "Refreshed by a concurrent request.")
+        return _result(
+            token.org, token, RefreshOutcome.REFRESHED, "Refreshed by a concurrent request."
+        )
     if flying:
-        return _result(token.org, token, "in_progress", "Another refresh is still in flight.")
+        return _result(
+            token.org, token, RefreshOutcome.IN_PROGRESS, "Another refresh is still in flight."
+        )
     if token.org.status == Org.Status.NEEDS_RECONNECT:
-        return _result(token.org, token, "needs_reconnect", token.org.status_reason)
-    return _result(token.org, token, "retry_scheduled", "The concurrent refresh failed.")
+        return _result(token.org, token, RefreshOutcome.NEEDS_RECONNECT, token.org.status_reason)
+    return _result(
+        token.org, token, RefreshOutcome.RETRY_SCHEDULED, "The concurrent refresh failed."
+    )
 
 
-def _result(org: Org, token: Token | None, outcome: str, message: str) -> RefreshResult:
+def _result(org: Org, token: Token | None, outcome: RefreshOutcome, message: str) -> RefreshResult:
     return RefreshResult(
         org_slug=org.slug,
         outcome=outcome,

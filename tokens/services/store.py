@@ -15,7 +15,6 @@ from tokens.planning import plan_next_refresh
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-STORE_ATTEMPTS = 3
 
 
 def locked_org_and_token(
@@ -60,11 +59,15 @@ def token_store_answer(
     token.access_expires_at = now + timedelta(seconds=lifetime)
     # A provider may omit refresh_token on refresh: keep the one we have, never blank it.
     if answer.refresh_token:
+        # Compared by fingerprint, before the token is overwritten (`existing` is `token`),
+        # and without decrypting the stored one, which a lost key may make unreadable.
+        new_fingerprint = fingerprint(answer.refresh_token)
+        rotated = existing is None or new_fingerprint != existing.refresh_fingerprint
         token.refresh_token = answer.refresh_token
-        token.refresh_fingerprint = fingerprint(answer.refresh_token)
+        token.refresh_fingerprint = new_fingerprint
         if answer.refresh_token_expires_in:
             token.refresh_expires_at = now + timedelta(seconds=answer.refresh_token_expires_in)
-        elif existing is None or answer.refresh_token != existing.refresh_token:
+        elif rotated:  # a new refresh token of unknown lifetime: the old expiry is not its
             token.refresh_expires_at = None
     token.next_refresh_at = (
         plan_next_refresh(obtained_at=now, access_expires_at=token.access_expires_at)
@@ -110,18 +113,20 @@ def durably(write: Callable[[], T]) -> T:
     failed transaction was rolled back, so running it again is safe. Only errors of the
     connection are retried, and only when no outer transaction is open.
     """
-    for attempt in range(1, STORE_ATTEMPTS + 1):
+    attempts = app_settings.STORE_ATTEMPTS
+    for attempt in range(1, attempts + 1):
         try:
             return write()
         except (OperationalError, InterfaceError) as exc:
-            if connection.in_atomic_block or attempt == STORE_ATTEMPTS:
+            if connection.in_atomic_block or attempt == attempts:
                 raise
             logger.warning(
                 "database connection failed while storing (%s); retrying, attempt %s of %s",
                 type(exc).__name__,
                 attempt + 1,
-                STORE_ATTEMPTS,
+                attempts,
             )
             connection.close()
-            time.sleep(0.2 * attempt)  # real time: the database, not the token, is waited for
+            # Real time: the database, not the token, is waited for.
+            time.sleep(app_settings.STORE_RETRY_DELAY * attempt)
     raise AssertionError("unreachable")

@@ -41,6 +41,9 @@ ORG_NEEDS_RECONNECT = "org.needs_reconnect"
 ORG_RECONNECTED = "org.reconnected"
 ORG_DISCONNECTED = "org.disconnected"
 PING = "ping"
+# What a delivery row keeps of an answer and an error (their columns' length).
+ANSWER_MAX_LENGTH = WebhookDelivery._meta.get_field("answer").max_length
+ERROR_MAX_LENGTH = WebhookDelivery._meta.get_field("error").max_length
 
 Status = WebhookDelivery.Status
 
@@ -210,7 +213,7 @@ def _headers(delivery: WebhookDelivery, webhook: Webhook, body: bytes, *, now: d
 
 def _answered(delivery: WebhookDelivery, answer: outbound.Answer, *, started: float):
     delivery.response_code = answer.status
-    delivery.answer = " ".join(answer.body.split())[:200]
+    delivery.answer = " ".join(answer.body.split())[:ANSWER_MAX_LENGTH]
     if 200 <= answer.status < 300:
         Webhook.objects.filter(pk=delivery.webhook_id).update(failing_since=None)
         return _finish(delivery, Status.DELIVERED, started=started)
@@ -259,7 +262,7 @@ def _finish(
     next_at: datetime | None = None,
 ) -> WebhookDelivery:
     delivery.status = status
-    delivery.error = error[:200]
+    delivery.error = error[:ERROR_MAX_LENGTH]
     delivery.next_attempt_at = next_at
     delivery.dispatched_until = None
     if started is not None:

@@ -3,12 +3,12 @@
 import re
 from pathlib import Path
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import reverse
 
 from tokens import services
+from tokens.conf import console_base_url
 
 REQUIRED = ("CLIENT_ID", "CLIENT_SECRET", "ORG_ID", "ACCESS_TOKEN", "REFRESH_TOKEN")
 LEGACY = ("FROM", "PASSPHRASE")
@@ -94,7 +94,7 @@ class Command(BaseCommand):
                 f"No FROM and PASSPHRASE: no API client for /api/token {was} created."
             )
             return
-        endpoint = settings.CONSOLE_BASE_URL + reverse("tokens:api-legacy-token")
+        endpoint = console_base_url() + reverse("tokens:api-legacy-token")
         self.stdout.write(
             f"{create} API client {result.api_client.name!r}: point the flow at {endpoint} "
             "with its X-Organization-Id, X-From and X-API-Phrase headers unchanged."
