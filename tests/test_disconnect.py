@@ -135,3 +135,16 @@ def test_disconnect_revokes_at_the_integration_that_issued_the_tokens(
     services.org_disconnect(org_id=connected_org.pk)
     assert [c["outcome"] for c in provider.revoke_calls] == ["ok"]
     assert other_provider.revoke_calls == []
+
+
+def test_disconnect_clears_connected_at_and_by(connected_org, django_user_model):
+    Org.objects.filter(pk=connected_org.pk).update(
+        connected_by=django_user_model.objects.create_user("someone")
+    )
+    services.org_disconnect(org_id=connected_org.pk)
+    connected_org.refresh_from_db()
+    assert (connected_org.status, connected_org.connected_at, connected_org.connected_by) == (
+        "pending",
+        None,
+        None,
+    )

@@ -8,6 +8,7 @@ from functools import wraps
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -15,7 +16,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import clock, oauth, services
+from . import clock, display, oauth, services
 from .conf import app_settings
 from .exceptions import ConnectError, OAuthStateError, ProviderError
 from .models import Org
@@ -108,6 +109,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
         )
         messages.error(request, f"{org} was not connected: the provider answered {error_code}.")
         return HttpResponseRedirect(_org_admin_url(org))
+    action = "Connected" if org.status == Org.Status.PENDING else "Reconnected"
     code = request.GET.get("code", "")
     if not code or len(code) > 2048:
         return _error_page(request, "The provider sent no usable authorization code.", status=400)
@@ -122,12 +124,24 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     except (ProviderError, ConnectError) as exc:
         messages.error(request, f"{org} was not connected: {exc} Its current tokens are kept.")
         return HttpResponseRedirect(_org_admin_url(org))
+    _log_change(request, org, f"{action} (token version {token.version}).")
     messages.success(
         request,
         f"{org} is connected. Access token {token.access_fingerprint} "
-        f"expires {token.access_expires_at:%Y-%m-%d %H:%M %Z}.",
+        f"expires {display.exact(token.access_expires_at)}.",
     )
     return HttpResponseRedirect(_org_admin_url(org))
+
+
+def _log_change(request: HttpRequest, org: Org, message: str) -> None:
+    """Record a connect in Django's change log, as the admin records its own actions."""
+    LogEntry.objects.log_actions(
+        user_id=request.user.pk,
+        queryset=[org],
+        action_flag=CHANGE,
+        change_message=message,
+        single_object=True,
+    )
 
 
 def _remember_state(request: HttpRequest, state: str, *, org: Org, verifier: str) -> None:
