@@ -125,10 +125,10 @@ class OrgListFilter(admin.RelatedFieldListFilter):
 class TokenEventAdmin(ReadOnlyAdmin):
     """The append-only token history."""
 
-    # What fits at 1280 px without scrolling; fingerprints and the message are on the page.
+    # What fits at 1280 px without scrolling; fingerprints, version, duration and the message
+    # are on the event's page. The HTTP column holds the status and the error code, if any.
     list_display = [
         "when", "org_link", "kind", "trigger", "outcome", "actor", "http",
-        "error_code", "token_version", "duration",
     ]  # fmt: skip
     list_filter = [("org", OrgListFilter), "kind", "trigger", "outcome", "created_at"]
     search_fields = ["org_slug", "=access_fingerprint", "=refresh_fingerprint", "error_code"]
@@ -144,13 +144,9 @@ class TokenEventAdmin(ReadOnlyAdmin):
     def when(self, event: TokenEvent) -> str:
         return display.when(event.created_at)
 
-    @admin.display(description="HTTP", ordering="http_status", empty_value="")
+    @admin.display(description="HTTP / error", ordering="http_status", empty_value="")
     def http(self, event: TokenEvent) -> object:
-        return http_status_shown(event)
-
-    @admin.display(description="ms", ordering="duration_ms", empty_value="")
-    def duration(self, event: TokenEvent) -> object:
-        return "" if event.duration_ms is None else event.duration_ms
+        return " ".join(str(part) for part in (http_status_shown(event), event.error_code) if part)
 
     def get_fields(self, request: HttpRequest, obj: TokenEvent | None = None) -> list[str]:
         """The event's page: no "HTTP status" row when no HTTP status was recorded."""

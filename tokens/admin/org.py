@@ -39,10 +39,10 @@ class OrgAdmin(admin.ModelAdmin):
     """Customer orgs: state at a glance, the Connect button, never a token value."""
 
     change_form_template = "admin/tokens/org/change_form.html"
-    # What fits at 1280 px without scrolling; slug, provider org and the rest are on the page.
+    # What fits at 1280 px without scrolling; the integration, slug and provider org are on
+    # the org's page (and the integration is a filter).
     list_display = [
         "name",
-        "integration",
         "status_badge",
         "access_expires",
         "refresh_expires",
