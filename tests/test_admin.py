@@ -7,8 +7,8 @@ from django.urls import reverse
 
 from tests.conftest import connect_org, make_staff, store_under_lost_key
 from tests.test_connect import connect
-from tokens import roles
-from tokens.models import Integration, Org, Token, TokenEvent
+from tokens import roles, services
+from tokens.models import Integration, Org, Token, TokenEvent, TokenServedCount
 
 pytestmark = pytest.mark.django_db
 
@@ -342,3 +342,64 @@ def test_admins_are_registered_in_the_admin_package_init_and_nowhere_else():
 
     for model in (Integration, Org, ApiClient, TokenServedCount, TokenEvent):
         assert admin.site.is_registered(model), model
+
+
+def test_an_org_sharing_its_provider_org_with_another_gets_a_warning(
+    superuser_client, connected_org
+):
+    twin = Org.objects.create(
+        name="Acme again", slug="acme-2", integration=connected_org.integration
+    )
+    # Old data: saved before the model refused a second org on one provider org.
+    Org.objects.filter(pk=twin.pk).update(provider_org_id=connected_org.provider_org_id)
+    response = superuser_client.get(reverse("admin:tokens_org_change", args=[twin.pk]))
+    warnings = [str(m) for m in response.context["messages"] if m.level_tag == "warning"]
+    assert len(warnings) == 1
+    assert (
+        "Org 'acme' (connected) of this integration is bound to the same provider org"
+        in (warnings[0])
+    )
+    alone = superuser_client.get(reverse("admin:tokens_org_change", args=[connected_org.pk]))
+    assert "bound to the same provider org" in alone.content.decode()  # acme is told too
+    Org.objects.filter(pk=twin.pk).update(provider_org_id="")
+    fixed = superuser_client.get(reverse("admin:tokens_org_change", args=[twin.pk]))
+    assert "bound to the same provider org" not in fixed.content.decode()
+
+
+def test_the_add_form_asks_only_for_name_slug_and_integration(superuser_client):
+    response = superuser_client.get(reverse("admin:tokens_org_add"))
+    assert list(response.context["adminform"].form.fields) == ["name", "slug", "integration"]
+    body = response.content.decode()
+    assert "fingerprint" not in body and "latest token events" not in body
+
+
+def test_token_fields_appear_once_the_org_holds_a_token(superuser_client, org, provider):
+    url = reverse("admin:tokens_org_change", args=[org.pk])
+    assert "access token fingerprint" not in superuser_client.get(url).content.decode().lower()
+    connect_org(org, provider)
+    assert "access token fingerprint" in superuser_client.get(url).content.decode().lower()
+
+
+def test_the_token_console_comes_first_and_otp_apps_have_readable_names(superuser_client):
+    response = superuser_client.get(reverse("admin:index"))
+    apps = [app["app_label"] for app in response.context["app_list"]]
+    assert apps[0] == "tokens"
+    names = {app["app_label"]: app["name"] for app in response.context["app_list"]}
+    assert names["otp_static"] == "Backup codes"
+    assert names["otp_totp"] == "Authenticator apps (TOTP)"
+    assert "OTP_STATIC" not in response.content.decode()
+    sidebar = superuser_client.get(reverse("admin:tokens_org_changelist")).context["available_apps"]
+    assert sidebar[0]["app_label"] == "tokens"
+
+
+def test_counts_and_labels_read_as_english(superuser_client, connected_org):
+    TokenServedCount.objects.create(
+        org=connected_org,
+        client=services.api_client_create(name="flows", orgs=[connected_org])[0],
+        hour=connected_org.connected_at.replace(minute=0, second=0, microsecond=0),
+        count=3,
+    )
+    body = superuser_client.get(reverse("admin:tokens_tokenservedcount_changelist")).content
+    assert b"1 hourly count of tokens served" in body
+    form = superuser_client.get(reverse("admin:tokens_apiclient_add")).content.decode()
+    assert "Legacy passphrase (X-API-Phrase header)" in form

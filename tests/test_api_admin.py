@@ -176,17 +176,57 @@ def test_admin_change_form_shows_the_services_errors(superuser_client, connected
     assert ApiClient.objects.get().legacy_passphrase_hash == ""
 
 
-def test_revoke_action_stops_the_key_and_is_logged(superuser_client, connected_org):
+def test_revoke_action_asks_first_then_stops_the_key_and_is_logged(superuser_client, connected_org):
     _, key = services.api_client_create(name="flows", orgs=[connected_org])
     api_client = ApiClient.objects.get()
-    response = superuser_client.post(
-        reverse("admin:tokens_apiclient_changelist"),
-        {"action": "revoke_selected", "_selected_action": [api_client.pk]},
-        follow=True,
-    )
-    assert "Revoked 1 API client key" in response.content.decode()
+    selected = {"action": "revoke_selected", "_selected_action": [api_client.pk]}
+    url = reverse("admin:tokens_apiclient_changelist")
+    asked = superuser_client.post(url, selected)
+    assert 'id="confirm-revoke"' in asked.content.decode()
+    assert api_status(superuser_client, key) == 200  # nothing revoked yet
+    response = superuser_client.post(url, {**selected, "confirmed": "yes"}, follow=True)
+    assert "Revoked 1 API client key." in response.content.decode()
     assert api_status(superuser_client, key) == 401
     assert LogEntry.objects.filter(object_id=str(api_client.pk)).exists()
+
+
+def test_revoke_page_asks_on_get_and_revokes_on_post(superuser_client, connected_org):
+    _, key = services.api_client_create(name="flows", orgs=[connected_org])
+    api_client = ApiClient.objects.get()
+    change_page = superuser_client.get(
+        reverse("admin:tokens_apiclient_change", args=[api_client.pk])
+    ).content.decode()
+    url = reverse("admin:tokens_apiclient_revoke", args=[api_client.pk])
+    assert f'href="{url}"' in change_page
+    page = superuser_client.get(url).content.decode()
+    assert 'id="confirm-revoke"' in page and "flows" in page
+    assert ApiClient.objects.get().revoked_at is None
+    assert api_status(superuser_client, key) == 200
+    superuser_client.post(url, {"confirmed": "yes"})
+    assert ApiClient.objects.get().revoked_at is not None
+    assert api_status(superuser_client, key) == 401
+    assert LogEntry.objects.filter(change_message="Revoked the API key.").count() == 1
+
+
+def test_key_page_has_copy_buttons_and_a_curl_line_for_a_readable_org(
+    superuser_client, connected_org, settings
+):
+    settings.CONSOLE_BASE_URL = "https://console.example.com"
+    body = add_client(superuser_client, connected_org).content.decode()
+    key = KEY.search(body).group(0)
+    curl = f'curl -H "Authorization: Bearer {key}" https://console.example.com/api/v1/orgs/'
+    assert f"{curl}{connected_org.slug}/token" in body
+    assert body.count('class="button copy-button"') == 2
+
+
+def test_api_client_list_filters_by_revoked_yes_or_no(superuser_client, connected_org):
+    services.api_client_create(name="kept", orgs=[connected_org])
+    services.api_client_create(name="gone", orgs=[connected_org])
+    services.api_client_revoke(client=ApiClient.objects.get(name="gone"))
+    url = reverse("admin:tokens_apiclient_changelist")
+    revoked = superuser_client.get(url, {"revoked": "yes"}).context["cl"].result_list
+    active = superuser_client.get(url, {"revoked": "no"}).context["cl"].result_list
+    assert [c.name for c in revoked] == ["gone"] and [c.name for c in active] == ["kept"]
 
 
 def test_served_counts_are_shown_read_only(superuser_client, connected_org):

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -93,6 +94,25 @@ def test_connect_end_to_end_stores_encrypted_tokens_and_records_event(
     authorize_call = provider.authorize_calls[-1]
     assert authorize_call["code_challenge_method"] == "S256"
     assert provider.token_calls[-1]["outcome"] == "ok"
+
+
+def test_connect_and_reconnect_are_recorded_in_the_change_log(
+    operator_client, org, provider, operator
+):
+    connect(operator_client, org)
+    connect(operator_client, org)
+    entries = LogEntry.objects.filter(object_id=str(org.pk)).order_by("pk")
+    assert [(e.user, e.action_flag, e.change_message) for e in entries] == [
+        (operator, CHANGE, "Connected (token version 1)."),
+        (operator, CHANGE, "Reconnected (token version 2)."),
+    ]
+    assert entries[0].content_type.model_class() is Org
+
+
+def test_a_failed_connect_is_not_recorded_in_the_change_log(operator_client, org, provider):
+    provider.fail_next("invalid_grant")
+    connect(operator_client, org)
+    assert not LogEntry.objects.filter(object_id=str(org.pk)).exists()
 
 
 def test_database_rows_hold_no_token_or_secret_in_clear_text(operator_client, org, provider):

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from tests.conftest import connect_org, make_staff
 from tokens import services
+from tokens.admin.org import STATUS_COLOURS
 from tokens.models import Org, Token
 
 pytestmark = pytest.mark.django_db
@@ -88,3 +89,29 @@ def test_dashboard_with_no_orgs_says_so(client, db):
     html = dashboard_html(client)
     assert "Nothing needs you now." in html
     assert "No connected org yet." in html
+
+
+def test_pending_orgs_are_listed_under_needs_attention_as_not_connected_yet(client, fleet):
+    client.force_login(make_staff("viewer", "tokens.view_org"))
+    html = dashboard_html(client)
+    attention = html.split("Needs attention")[1].split("Refreshes in the last 24 hours")[0]
+    assert re.search(r'class="pending"><a href="[^"]+">New</a> is not connected yet', attention)
+    assert "Off</a>" not in attention  # disabled on purpose: nothing to do
+
+
+def test_status_cards_carry_the_colours_of_the_status_badges(client, fleet):
+    client.force_login(make_staff("viewer", "tokens.view_org"))
+    html = dashboard_html(client)
+    for status, colour in STATUS_COLOURS.items():
+        assert re.search(
+            rf'class="card org-status-card status-{status}" style="[^"]*{colour}', html
+        )
+
+
+def test_timeline_fills_its_column_and_draws_in_the_theme_colours(client, fleet):
+    client.force_login(make_staff("viewer", "tokens.view_org"))
+    page = client.get(reverse("admin:index")).content.decode()
+    svg = page[page.index("<svg xmlns") :]
+    svg = svg[: svg.index(">") + 1]
+    assert 'width="100%"' in svg
+    assert "svg.expiry-timeline text { fill: var(--body-fg); }" in page

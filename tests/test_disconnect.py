@@ -207,3 +207,16 @@ def test_disconnecting_tokens_no_key_decrypts_wipes_them_without_revoking(
     event = TokenEvent.objects.get(kind="disconnected")
     assert event.outcome == "warning"
     assert "No key in FIELD_ENCRYPTION_KEYS decrypts" in event.message
+
+
+def test_disconnect_clears_connected_at_and_by(connected_org, django_user_model):
+    Org.objects.filter(pk=connected_org.pk).update(
+        connected_by=django_user_model.objects.create_user("someone")
+    )
+    services.org_disconnect(org_id=connected_org.pk)
+    connected_org.refresh_from_db()
+    assert (connected_org.status, connected_org.connected_at, connected_org.connected_by) == (
+        "pending",
+        None,
+        None,
+    )

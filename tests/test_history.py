@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
@@ -16,6 +17,7 @@ from django.urls import reverse
 from tokens import roles, selectors, services
 from tokens.admin import history as admin_history
 from tokens.admin.history import csv_cell
+from tokens.exceptions import ProviderError
 from tokens.models import ApiClient, Integration, Org, Token, TokenEvent
 
 pytestmark = pytest.mark.django_db
@@ -331,3 +333,35 @@ def test_export_refuses_bad_input(org, args, message):
     record(org)
     with pytest.raises(CommandError, match=message):
         call_command("export_token_events", *args, stdout=io.StringIO())
+
+
+def test_csv_export_times_have_no_microseconds(superuser_client, org, frozen_clock):
+    frozen_clock.current = frozen_clock.current.replace(microsecond=123456)
+    event = record(org)
+    response = superuser_client.post(
+        reverse("admin:tokens_tokenevent_changelist"),
+        {"action": "export_csv", "_selected_action": [event.pk]},
+    )
+    text = b"".join(response.streaming_content).decode()
+    row = next(csv.DictReader(io.StringIO(text)))
+    assert row["created_at"] == "2026-11-01T12:00:00+00:00"
+    assert ".123456" not in text
+
+
+def test_http_status_is_shown_only_when_there_is_one(superuser_client, org):
+    quiet = record(org)
+    failed = record(
+        org, kind="refresh_failed", outcome="failure", error=ProviderError("down", http_status=503)
+    )
+    listing = superuser_client.get(reverse("admin:tokens_tokenevent_changelist"))
+    cells = re.findall(r'<td class="field-http">([^<]*)</td>', listing.content.decode())
+    assert sorted(cells) == ["", "503"]
+    page = superuser_client.get(reverse("admin:tokens_tokenevent_change", args=[quiet.pk]))
+    assert "Http status" not in page.content.decode()
+    page = superuser_client.get(reverse("admin:tokens_tokenevent_change", args=[failed.pk]))
+    assert "Http status" in page.content.decode()
+    inline = superuser_client.get(reverse("admin:tokens_org_change", args=[org.pk]))
+    assert re.findall(r'<td class="field-http">\s*<p>([^<]*)</p>', inline.content.decode()) == [
+        "503",
+        "",
+    ]

@@ -441,8 +441,9 @@ class TokenServedCount(models.Model):
 
     class Meta:
         ordering = ["-hour", "org", "client"]
-        verbose_name = "tokens served"
-        verbose_name_plural = "tokens served"
+        # "1 hourly count of tokens served" where "tokens served" read "1 tokens served".
+        verbose_name = "hourly count of tokens served"
+        verbose_name_plural = "hourly counts of tokens served"
         constraints = [
             models.UniqueConstraint(fields=["org", "client", "hour"], name="served_once_per_hour")
         ]

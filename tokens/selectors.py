@@ -240,6 +240,7 @@ class Dashboard:
 
     status_counts: list[tuple[str, str, int]]  # status, its label, how many orgs
     needs_reconnect: list[Org]
+    pending: list[Org]  # not connected yet: an operator has to press Connect
     refresh_expiring: list[Org]
     failing: list[Org]
     outcomes_24h: dict[str, int]
@@ -269,6 +270,9 @@ def dashboard_figures(*, now: datetime) -> Dashboard:
         status_counts=[(s.value, s.label, counts[s.value]) for s in Org.Status],
         needs_reconnect=list(
             Org.objects.filter(status=Org.Status.NEEDS_RECONNECT)[:DASHBOARD_LIST_LIMIT]
+        ),
+        pending=list(
+            Org.objects.filter(status=Org.Status.PENDING).order_by("name")[:DASHBOARD_LIST_LIMIT]
         ),
         refresh_expiring=list(
             connected.filter(token__refresh_expires_at__lte=horizon).order_by(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -14,7 +15,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import clock, oauth, services
+from . import clock, display, oauth, services
 from .conf import app_settings, console_base_url
 from .exceptions import ConnectError, EncryptionKeyError, OAuthStateError, ProviderError
 from .models import Org
@@ -121,6 +122,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
         )
         messages.error(request, f"{org} was not connected: the provider answered {error_code}.")
         return HttpResponseRedirect(_org_admin_url(org))
+    action = "Connected" if org.status == Org.Status.PENDING else "Reconnected"
     code = request.GET.get("code", "")
     if not code or len(code) > CODE_MAX_LENGTH:
         return _error_page(request, "The provider sent no usable authorization code.", status=400)
@@ -139,12 +141,24 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
         return _error_page(
             request, f"{org} was not connected: {exc} Nothing was changed.", status=409
         )
+    _log_change(request, org, f"{action} (token version {token.version}).")
     messages.success(
         request,
         f"{org} is connected. Access token {token.access_fingerprint} "
-        f"expires {token.access_expires_at:%Y-%m-%d %H:%M %Z}.",
+        f"expires {display.exact(token.access_expires_at)}.",
     )
     return HttpResponseRedirect(_org_admin_url(org))
+
+
+def _log_change(request: HttpRequest, org: Org, message: str) -> None:
+    """Record a connect in Django's change log, as the admin records its own actions."""
+    LogEntry.objects.log_actions(
+        user_id=request.user.pk,
+        queryset=[org],
+        action_flag=CHANGE,
+        change_message=message,
+        single_object=True,
+    )
 
 
 def _remember_state(request: HttpRequest, state: str, *, org: Org, verifier: str) -> None:

@@ -3,16 +3,18 @@
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet, Sum
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
-from tokens import clock, services
-from tokens.models import ApiClient
+from tokens import clock, display, services
+from tokens.models import ApiClient, Org
 
 from .history import ReadOnlyAdmin
 
@@ -27,6 +29,27 @@ def served_link(counts: QuerySet, field: str, pk: int | None) -> str:
     return format_html('<a href="{}">{}</a>', url, total)
 
 
+def _readable_slug(client: ApiClient) -> str:
+    """An org slug this client may read, for the example curl line (ORG-SLUG when none)."""
+    orgs = Org.objects.all() if client.all_orgs else client.orgs.all()
+    return orgs.order_by("name").values_list("slug", flat=True).first() or "ORG-SLUG"
+
+
+class RevokedFilter(admin.SimpleListFilter):
+    """Revoked: yes / no."""
+
+    title = "revoked"
+    parameter_name = "revoked"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(revoked_at__isnull=self.value() == "no")
+        return queryset
+
+
 class ApiClientForm(forms.ModelForm):
     """The legacy passphrase is write-only: never rendered back; blank keeps the stored one.
 
@@ -35,7 +58,7 @@ class ApiClientForm(forms.ModelForm):
     """
 
     legacy_passphrase = forms.CharField(
-        label="legacy X-API-Phrase",
+        label="Legacy passphrase (X-API-Phrase header)",
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
@@ -72,17 +95,9 @@ class ApiClientAdmin(admin.ModelAdmin):
     """Consumers of the token API. Only the key's prefix is ever shown after creation."""
 
     form = ApiClientForm
-    list_display = [
-        "name",
-        "key_display",
-        "scope",
-        "allowed_networks",
-        "legacy",
-        "last_used_at",
-        "state",
-        "served_24h",
-    ]
-    list_filter = ["all_orgs", ("revoked_at", admin.EmptyFieldListFilter)]
+    # What fits at 1280 px without scrolling; networks and legacy headers are on the page.
+    list_display = ["name", "key_display", "scope", "last_used", "state", "served_24h"]
+    list_filter = ["all_orgs", RevokedFilter]
     search_fields = ["name", "key_prefix"]
     filter_horizontal = ["orgs"]
     actions = ["revoke_selected"]
@@ -91,14 +106,14 @@ class ApiClientAdmin(admin.ModelAdmin):
         "state",
         "created_at",
         "created_by",
-        "last_used_at",
+        "last_used",
         "served_24h",
     ]
     fieldsets = [
         (None, {"fields": ["name", "key_display", "state"]}),
         ("Scope", {"fields": ["all_orgs", "orgs", "allowed_networks"]}),
         ("Sample app headers (/api/token)", {"fields": ["legacy_from", "legacy_passphrase"]}),
-        ("Use", {"fields": ["created_at", "created_by", "last_used_at", "served_24h"]}),
+        ("Use", {"fields": ["created_at", "created_by", "last_used", "served_24h"]}),
     ]
 
     @admin.display(description="key", ordering="key_prefix")
@@ -115,9 +130,15 @@ class ApiClientAdmin(admin.ModelAdmin):
 
     @admin.display(description="state", ordering="revoked_at")
     def state(self, obj: ApiClient) -> str:
-        return f"revoked {obj.revoked_at:%Y-%m-%d %H:%M}" if obj.is_revoked else "active"
+        if not obj.is_revoked:
+            return "active"
+        return format_html("revoked {}", display.when(obj.revoked_at))
 
-    @admin.display(description="tokens served, last 24 h")
+    @admin.display(description="last used", ordering="last_used_at")
+    def last_used(self, obj: ApiClient) -> object:
+        return display.when(obj.last_used_at)
+
+    @admin.display(description="served, 24 h")
     def served_24h(self, obj: ApiClient) -> str:
         return served_link(obj.served_counts, "client", obj.pk)
 
@@ -149,23 +170,70 @@ class ApiClientAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "client": obj,
             "key": obj.issued_key,
-            "token_url": request.build_absolute_uri(
-                reverse("tokens:api-org-token", args=["ORG-SLUG"])
-            ),
+            "token_url": settings.CONSOLE_BASE_URL
+            + reverse("tokens:api-org-token", args=[_readable_slug(obj)]),
             "change_url": reverse("admin:tokens_apiclient_change", args=[obj.pk]),
         }
         response = TemplateResponse(request, "admin/tokens/apiclient/key_issued.html", context)
         response["Cache-Control"] = "no-store"
         return response
 
+    def get_urls(self):
+        revoke = self.admin_site.admin_view(self.revoke_view)
+        return [
+            path("<int:client_id>/revoke/", revoke, name="tokens_apiclient_revoke"),
+            *super().get_urls(),
+        ]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and not obj.is_revoked and self.has_change_permission(request, obj):
+            context["revoke_url"] = reverse("admin:tokens_apiclient_revoke", args=[obj.pk])
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def revoke_view(self, request: HttpRequest, client_id: int) -> HttpResponse:
+        """Revoke one client's key: a confirmation page (GET), then the POST that does it."""
+        client = get_object_or_404(ApiClient, pk=client_id)
+        if not self.has_change_permission(request, client):
+            raise PermissionDenied
+        if request.method == "POST":
+            self.revoke_selected(request, ApiClient.objects.filter(pk=client.pk))
+            return HttpResponseRedirect(reverse("admin:tokens_apiclient_change", args=[client.pk]))
+        if client.is_revoked:
+            self.message_user(request, f"The key of {client} is revoked already.", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:tokens_apiclient_change", args=[client.pk]))
+        return self._confirm_revoke(request, [client], action=False)
+
     @admin.action(description="Revoke the selected clients' keys", permissions=["change"])
     def revoke_selected(self, request: HttpRequest, queryset) -> HttpResponse | None:
-        """Revoke at once: the next call with such a key gets 401."""
-        revoked = [client for client in queryset if services.api_client_revoke(client=client)]
+        """Like delete_selected: a confirmation page first; then the next call gets 401."""
+        clients = list(queryset.filter(revoked_at__isnull=True))
+        if not clients:
+            self.message_user(request, "The selected keys are revoked already.", messages.WARNING)
+            return None
+        if request.method != "POST" or request.POST.get("confirmed") != "yes":
+            return self._confirm_revoke(request, clients)
+        revoked = [client for client in clients if services.api_client_revoke(client=client)]
         for client in revoked:
             self.log_change(request, client, "Revoked the API key.")
-        self.message_user(request, f"Revoked {len(revoked)} API client key(s).", messages.SUCCESS)
+        count = len(revoked)
+        noun = "key" if count == 1 else "keys"
+        self.message_user(request, f"Revoked {count} API client {noun}.", messages.SUCCESS)
         return None
+
+    def _confirm_revoke(
+        self, request: HttpRequest, clients: list[ApiClient], *, action: bool = True
+    ) -> TemplateResponse:
+        many = len(clients) > 1
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Revoke "
+            + (f"{len(clients)} API keys" if many else f"the key of {clients[0]}"),
+            "opts": self.opts,
+            "clients": clients,
+            "action": action,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/tokens/apiclient/revoke_confirmation.html", context)
 
 
 class TokenServedCountAdmin(ReadOnlyAdmin):

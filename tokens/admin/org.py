@@ -9,7 +9,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from tokens import services
+from tokens import display, services
 from tokens.exceptions import (
     DisconnectInProgress,
     OrgNotConnected,
@@ -22,6 +22,16 @@ from tokens.models import Org, TokenEvent
 from .api_client import served_link
 from .history import RecentEventsInline, history_url
 
+# The token's read-only fields, shown once the org holds a token.
+TOKEN_FIELDS = [
+    "access_expires",
+    "refresh_expires",
+    "next_refresh",
+    "token_version",
+    "access_fingerprint",
+    "refresh_fingerprint",
+]
+# One source for the status colours: the badges here and the dashboard's cards.
 STATUS_COLOURS = {
     Org.Status.PENDING: "#777",
     Org.Status.CONNECTED: "#2e7d32",
@@ -34,12 +44,11 @@ class OrgAdmin(admin.ModelAdmin):
     """Customer orgs: state at a glance, the Connect button, never a token value."""
 
     change_form_template = "admin/tokens/org/change_form.html"
+    # What fits at 1280 px without scrolling; the integration, slug and provider org are on
+    # the org's page (and the integration is a filter).
     list_display = [
         "name",
-        "slug",
-        "integration",
         "status_badge",
-        "provider_org_id",
         "access_expires",
         "refresh_expires",
         "next_refresh",
@@ -58,8 +67,7 @@ class OrgAdmin(admin.ModelAdmin):
         "status_reason",
         "provider_org_id",
         "cluster_id",
-        "connected_at",
-        "connected_by",
+        "connected",
         "access_expires",
         "refresh_expires",
         "next_refresh",
@@ -73,8 +81,7 @@ class OrgAdmin(admin.ModelAdmin):
         "status_badge",
         "status_reason",
         "cluster_id",
-        "connected_at",
-        "connected_by",
+        "connected",
         "access_expires",
         "refresh_expires",
         "next_refresh",
@@ -87,25 +94,26 @@ class OrgAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Org) -> str:
-        return format_html(
-            '<span class="org-status org-status-{}" style="color:#fff;background:{};'
-            'padding:2px 8px;border-radius:8px;white-space:nowrap">{}</span>',
-            obj.status,
-            STATUS_COLOURS.get(obj.status, "#777"),
-            obj.get_status_display(),
-        )
+        return status_badge(obj.status, obj.get_status_display())
 
-    @admin.display(description="access token expires", ordering="token__access_expires_at")
+    @admin.display(description="access expires", ordering="token__access_expires_at")
     def access_expires(self, obj: Org) -> object:
-        return _token_attr(obj, "access_expires_at")
+        return display.when(_token_attr(obj, "access_expires_at", None))
 
-    @admin.display(description="refresh token expires", ordering="token__refresh_expires_at")
+    @admin.display(description="refresh expires", ordering="token__refresh_expires_at")
     def refresh_expires(self, obj: Org) -> object:
-        return _token_attr(obj, "refresh_expires_at")
+        return display.when(_token_attr(obj, "refresh_expires_at", None))
 
     @admin.display(description="next refresh", ordering="token__next_refresh_at")
     def next_refresh(self, obj: Org) -> object:
-        return _token_attr(obj, "next_refresh_at")
+        return display.when(_token_attr(obj, "next_refresh_at", None))
+
+    @admin.display(description="connected")
+    def connected(self, obj: Org) -> object:
+        if obj.connected_at is None:
+            return display.EMPTY
+        by = f" by {obj.connected_by}" if obj.connected_by_id else ""
+        return format_html("{}{}", display.when(obj.connected_at), by)
 
     @admin.display(description="token version")
     def token_version(self, obj: Org) -> object:
@@ -128,6 +136,27 @@ class OrgAdmin(admin.ModelAdmin):
         if obj.pk is None:
             return "—"
         return format_html('<a href="{}">All events of this org</a>', history_url(obj))
+
+    def get_fields(self, request: HttpRequest, obj: Org | None = None) -> list[str]:
+        """Name, slug and integration to add an org; the token's fields once it holds one."""
+        if obj is None:
+            return ["name", "slug", "integration"]
+        fields = list(super().get_fields(request, obj))
+        if getattr(obj, "token", None) is None:
+            fields = [f for f in fields if f not in TOKEN_FIELDS]
+        return fields
+
+    def get_inline_instances(self, request: HttpRequest, obj: Org | None = None) -> list:
+        """No events inline on the add form: a new org has none."""
+        return super().get_inline_instances(request, obj) if obj is not None else []
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
+        """The page, with a warning when another org is bound to the same provider org."""
+        org = self.get_object(request, object_id)
+        twin = org.bound_elsewhere() if org is not None and request.method == "GET" else None
+        if twin is not None:
+            self.message_user(request, binding_twin_warning(org, twin), messages.WARNING)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Org | None = None) -> list[str]:
         """The integration too, once the org holds a token (Org.clean refuses the move)."""
@@ -247,7 +276,28 @@ class OrgAdmin(admin.ModelAdmin):
             self.log_change(request, org, "Disconnected.")
 
 
-def _token_attr(org: Org, name: str) -> object:
+def _token_attr(org: Org, name: str, empty: object = "—") -> object:
     token = getattr(org, "token", None)
     value = getattr(token, name, None) if token is not None else None
-    return "—" if value in (None, "") else value
+    return empty if value in (None, "") else value
+
+
+def status_badge(status: str, label: str) -> str:
+    """A status as a coloured badge; the dashboard's cards take the same STATUS_COLOURS."""
+    return format_html(
+        '<span class="org-status org-status-{}" style="color:#fff;background:{};'
+        'padding:2px 8px;border-radius:8px;white-space:nowrap">{}</span>',
+        status,
+        STATUS_COLOURS.get(status, "#777"),
+        label,
+    )
+
+
+def binding_twin_warning(org: Org, twin: Org) -> str:
+    """What the page of an org says when another org is bound to its provider org."""
+    return (
+        f"Org '{twin.slug}' ({twin.get_status_display().lower()}) of this integration is bound "
+        f"to the same provider org {org.provider_org_id}. The token API and the legacy "
+        f"/api/token may serve either org's token for it: disconnect and delete one of them, "
+        f"or clear its provider org id."
+    )

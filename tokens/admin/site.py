@@ -1,5 +1,6 @@
 """The console's admin site: its titles, and the dashboard on the index page."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -8,7 +9,14 @@ from tokens import clock, selectors
 from tokens.timeline import expiry_timeline_svg
 from tokens.twofactor import staff_2fa_required, staff_access_allowed
 
+from .org import STATUS_COLOURS
 from .twofactor import OTP_LOGIN_TEMPLATE, StaffOTPAuthenticationForm
+
+# The admin's names for third-party apps whose own read as code ("OTP_STATIC").
+APP_NAMES = {
+    "otp_static": "Backup codes",
+    "otp_totp": "Authenticator apps (TOTP)",
+}
 
 
 class TokenConsoleAdminSite(admin.AdminSite):
@@ -45,8 +53,23 @@ class TokenConsoleAdminSite(admin.AdminSite):
             now = clock.now()
             dashboard = selectors.dashboard_figures(now=now)
             context["dashboard"] = dashboard
+            context["status_cards"] = [
+                (status, label, count, STATUS_COLOURS.get(status, "#777"))
+                for status, label, count in dashboard.status_counts
+            ]
             context["timeline_svg"] = expiry_timeline_svg(dashboard.timeline, now=now)
         return super().index(request, context)
+
+    def each_context(self, request: HttpRequest) -> dict:
+        """Every page's context, with the time zone its times are shown in (the footer)."""
+        return {**super().each_context(request), "console_time_zone": settings.TIME_ZONE}
+
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[dict]:
+        """The Token Console first, then the rest; the OTP apps under readable names."""
+        apps = super().get_app_list(request, app_label)
+        for app in apps:
+            app["name"] = APP_NAMES.get(app["app_label"], app["name"])
+        return sorted(apps, key=lambda app: app["app_label"] != "tokens")
 
 
 # The one site: every admin in this package registers on it explicitly (tokens/admin/

@@ -77,7 +77,10 @@ def org_disconnect(
         if org.status != Org.Status.DISABLED:
             org.status = Org.Status.PENDING
         org.status_reason = ""
-        org.save(update_fields=["status", "status_reason", "updated_at"])
+        org.connected_at, org.connected_by = None, None
+        org.save(
+            update_fields=["status", "status_reason", "connected_at", "connected_by", "updated_at"]
+        )
         message = f"Disconnected: tokens wiped. {note}"
         token_event_record(
             org=org,
