@@ -14,7 +14,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import get_resolver
 
 from tests.conftest import connect_org
-from tokens import api, services
+from tokens import services
+from tokens.api import views as api
 from tokens.models import ApiClient, Org, Token, TokenEvent, TokenServedCount
 from tokens.services.served import served_flush_in_background
 

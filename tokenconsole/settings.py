@@ -204,7 +204,7 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "tokens.api.source_address"
+AXES_CLIENT_IP_CALLABLE = "tokens.api.views.source_address"
 AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
 
 # Staff must confirm sign-in with a TOTP code (django-otp); on by default in production.

@@ -21,12 +21,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
-from . import apikeys, clock, selectors, services
-from .conf import app_settings
-from .exceptions import OrgNotRefreshable
-from .models import ApiClient, Org, Token
-from .providers import normalise_org_id
-from .selectors import ApiOrgToken
+from .. import apikeys, clock, selectors, services
+from ..conf import app_settings
+from ..exceptions import OrgNotRefreshable
+from ..models import ApiClient, Org, Token
+from ..providers import normalise_org_id
+from ..selectors import ApiOrgToken
 from .throttle import auth_failures
 
 logger = logging.getLogger(__name__)
