@@ -179,12 +179,7 @@ def _statement(tail: str) -> _Statement:
         converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
         columns.append((name, column, converters))
         select.append(f"{alias}.{_quoted(model, field_name)}")
-    scope = ApiClient.orgs.through
-    select.append(
-        f"EXISTS (SELECT 1 FROM {_quoted(scope)} s "  # noqa: S608 (names from the models)
-        f"WHERE s.{_quoted(scope, 'apiclient')} = c.{_quoted(ApiClient, 'id')} "
-        f"AND s.{_quoted(scope, 'org')} = o.{_quoted(Org, 'id')})"
-    )
+    select.append(_in_scope())
     columns.append(("in_scope", None, [lambda value, *_: bool(value)]))
     return _Statement(sql=f"SELECT {', '.join(select)} {tail}", columns=columns)
 
@@ -207,23 +202,29 @@ def _api_lookup_statement(vendor: str) -> _Statement:
     )
 
 
+def _in_scope() -> str:
+    """Whether client c may read org o (it names the org; all_orgs aside)."""
+    scope = ApiClient.orgs.through
+    return (
+        f"EXISTS (SELECT 1 FROM {_quoted(scope)} s "  # noqa: S608 (names from the models)
+        f"WHERE s.{_quoted(scope, 'apiclient')} = c.{_quoted(ApiClient, 'id')} "
+        f"AND s.{_quoted(scope, 'org')} = o.{_quoted(Org, 'id')})"
+    )
+
+
 @cache
 def _api_legacy_statement(vendor: str) -> _Statement:
-    """api_legacy_lookup's statement; parameters: provider org id, X-From, True."""
-    scope = ApiClient.orgs.through
-    client_id, org_id = f"c.{_quoted(ApiClient, 'id')}", f"o.{_quoted(Org, 'id')}"
-    in_scope = (
-        f"EXISTS (SELECT 1 FROM {_quoted(scope)} s "  # noqa: S608 (names from the models)
-        f"WHERE s.{_quoted(scope, 'apiclient')} = {client_id} "
-        f"AND s.{_quoted(scope, 'org')} = {org_id})"
-    )
+    """api_legacy_lookup's statement; parameters: provider org id, X-From, True.
+
+    Only clients that may read the org come back, one row per client and org.
+    """
     return _statement(
         _joins(f"JOIN {_quoted(Org)} o ON o.{_quoted(Org, 'provider_org_id')} = %s")
         + f"WHERE c.{_quoted(ApiClient, 'legacy_from')} = %s "
         f"AND c.{_quoted(ApiClient, 'revoked_at')} IS NULL "
         f"AND c.{_quoted(ApiClient, 'legacy_passphrase_hash')} <> '' "
-        f"AND (c.{_quoted(ApiClient, 'all_orgs')} = %s OR {in_scope}) "
-        f"ORDER BY {client_id}, {org_id}"
+        f"AND (c.{_quoted(ApiClient, 'all_orgs')} = %s OR {_in_scope()}) "
+        f"ORDER BY c.{_quoted(ApiClient, 'id')}, o.{_quoted(Org, 'id')}"
     )
 
 
