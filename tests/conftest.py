@@ -87,8 +87,8 @@ def fresh_api_state(request) -> Iterator[None]:
     from django.core.cache import cache, caches
     from django.core.cache.backends.db import DatabaseCache
 
+    from tokens.api.throttle import THROTTLE_CACHE, auth_failures
     from tokens.services import served
-    from tokens.throttle import THROTTLE_CACHE, auth_failures
 
     counts = caches[THROTTLE_CACHE]
     # In the database, the counts go with each test's transaction; a transactional test

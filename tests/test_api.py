@@ -4,6 +4,7 @@ import base64
 import json
 import logging
 import time
+from dataclasses import fields
 from datetime import timedelta
 
 import pytest
@@ -13,14 +14,16 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import get_resolver
 
-from tests.conftest import connect_org
-from tokens import api, services
+from tests.conftest import connect_org, store_under_lost_key
+from tokens import selectors, services
+from tokens.api import errors, views
+from tokens.fields import Sealed
 from tokens.models import ApiClient, Org, Token, TokenEvent, TokenServedCount
 from tokens.services.served import served_flush_in_background
 
 pytestmark = pytest.mark.django_db
 
-UNAUTHORIZED = {"error": "unauthorized", "message": api.UNAUTHORIZED_MESSAGE}
+UNAUTHORIZED = {"error": "unauthorized", "message": errors.UNAUTHORIZED_MESSAGE}
 
 
 @pytest.fixture
@@ -281,6 +284,20 @@ def test_invalid_grant_during_on_demand_refresh_answers_409(
     assert "invalid_grant" in response.json()["message"]
 
 
+def test_a_token_no_key_decrypts_answers_409_needs_reconnect_after_the_key_check(
+    client, connected_org, key, legacy_client, provider
+):
+    store_under_lost_key(Token.objects.get(org=connected_org), "access_token", "lost-token")
+    provider.reset_records()
+    wrong = get_token(client, "acme", key[:-1] + ("A" if key[-1] != "A" else "B"))
+    assert (wrong.status_code, wrong.json()) == (401, UNAUTHORIZED)
+    for response in (get_token(client, "acme", key), legacy_get(client, connected_org)):
+        assert (response.status_code, response.json()["error"]) == (409, "needs_reconnect")
+        assert "encryption_key" in response.json()["message"]
+        assert b"lost-token" not in response.content
+    assert provider.token_calls == []
+
+
 @pytest.mark.parametrize("method", ["post", "put", "patch", "delete", "options"])
 def test_only_get_and_head_are_allowed(client, connected_org, key, method):
     response = getattr(client, method)(token_url("acme"), HTTP_AUTHORIZATION=f"Bearer {key}")
@@ -528,6 +545,15 @@ def legacy_cost(client, connected_org: Org, hashes: list[str], **overrides: str)
     return status, len(hashes) - before
 
 
+def test_the_legacy_endpoint_reads_client_org_and_token_in_one_query(
+    client, connected_org, legacy_client, django_assert_max_num_queries
+):
+    legacy_get(client, connected_org)  # first use writes last_used_at
+    with django_assert_max_num_queries(1):  # client, org, token and scope in one
+        response = legacy_get(client, connected_org)
+    assert response.status_code == 200
+
+
 def test_a_failed_legacy_request_costs_one_hash_whether_the_org_exists_or_not(
     client, connected_org, legacy_client, hashes
 ):
@@ -605,24 +631,24 @@ def test_an_unexpected_error_answers_json_500_and_is_logged(
     def lookup_failing(**kwargs: object) -> None:
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(api.selectors, "api_token_lookup", lookup_failing)
+    monkeypatch.setattr(selectors, "api_token_lookup", lookup_failing)
     response = get_token(client, "acme", key)
     assert response.status_code == 500
     assert response["Content-Type"] == "application/json"
     assert response["Cache-Control"] == "no-store"
-    assert response.json() == {"error": "internal_error", "message": api.INTERNAL_ERROR_MESSAGE}
+    assert response.json() == {"error": "internal_error", "message": errors.INTERNAL_ERROR_MESSAGE}
     assert [r.levelname for r in caplog.records if r.name == "tokens.api"] == ["ERROR"]
     assert "Traceback" in caplog.text
     assert "RuntimeError: the database went away" in caplog.text
 
 
 def test_an_error_outside_the_api_views_still_answers_json_under_api(rf):
-    assert get_resolver().resolve_error_handler(500) is api.server_error
-    response = api.server_error(rf.get("/api/v1/orgs/acme/token"))
+    assert get_resolver().resolve_error_handler(500) is views.server_error
+    response = views.server_error(rf.get("/api/v1/orgs/acme/token"))
     assert response.status_code == 500
     assert json.loads(response.content)["error"] == "internal_error"
     assert response["Cache-Control"] == "no-store"
-    assert api.server_error(rf.get("/admin/"))["Content-Type"].startswith("text/html")
+    assert views.server_error(rf.get("/admin/"))["Content-Type"].startswith("text/html")
 
 
 # Secrets ------------------------------------------------------------------------------------
@@ -687,3 +713,56 @@ def test_refused_requests_change_nothing(client, frozen_clock, connected_org, ap
     assert TokenEvent.objects.count() == events
     after = Token.objects.get(org=connected_org)
     assert (after.version, after.access_token) == (token.version, token.access_token)
+
+
+# The lookup ------------------------------------------------------------------------------
+
+
+def comparable(record) -> dict:
+    """A lookup record as plain values: a sealed token as its ciphertext."""
+    values = {f.name: getattr(record, f.name) for f in fields(record)}
+    return {k: (v.ciphertext if isinstance(v, Sealed) else v) for k, v in values.items()}
+
+
+@pytest.mark.parametrize(
+    "state",
+    ["pending", "connected", "needs_reconnect", "disabled", "no_refresh_token", "lost_key"],
+)
+def test_the_raw_lookups_read_the_same_record_as_the_orm_in_every_org_state(
+    connected_org, org, integration, legacy_client, state
+):
+    if state == "pending":
+        connected_org = Org.objects.create(
+            name="Pending", slug="pending", integration=integration, provider_org_id="p-1"
+        )
+        legacy_client.orgs.add(connected_org)
+    elif state in ("needs_reconnect", "disabled"):
+        Org.objects.filter(pk=org.pk).update(status=state, status_reason=f"{state}: reason")
+    elif state == "no_refresh_token":
+        Token.objects.filter(org=org).update(refresh_token="")
+    elif state == "lost_key":
+        store_under_lost_key(Token.objects.get(org=org), "access_token", "lost-token")
+    client = ApiClient.objects.get(pk=legacy_client.pk)
+    caller, raw = selectors.api_token_lookup(key_prefix=client.key_prefix, slug=connected_org.slug)
+    orm = selectors.api_org_token(org_id=connected_org.pk, in_scope=True)
+    assert comparable(raw) == comparable(orm)
+    token = Token.objects.filter(org=connected_org).first()
+    stored = Token.objects.filter(org=connected_org).values_list("access_token", flat=True).first()
+    assert raw.access_expires_at == (token.access_expires_at if token else None)
+    assert (
+        raw.access_token is None
+        if token is None
+        else raw.access_token.ciphertext == (stored.ciphertext)
+    )
+    assert (raw.slug, raw.status) == (connected_org.slug, Org.objects.get(pk=raw.org_id).status)
+    assert comparable(caller) == {
+        "id": client.pk, "name": client.name, "key_hash": client.key_hash,
+        "legacy_passphrase_hash": client.legacy_passphrase_hash, "revoked": False,
+        "all_orgs": client.all_orgs, "allowed_networks": client.allowed_networks,
+        "last_used_at": client.last_used_at,
+    }  # fmt: skip
+    legacy = selectors.api_legacy_lookup(
+        provider_org_id=connected_org.provider_org_id, sender=client.legacy_from
+    )
+    assert [comparable(c) for c in legacy.callers] == [comparable(caller)]
+    assert [comparable(r) for r in legacy.readable[client.pk]] == [comparable(orm)]

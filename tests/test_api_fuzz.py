@@ -17,7 +17,8 @@ from tokens import services
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-DOCUMENT = json.loads((Path(__file__).parent.parent / "tokens" / "openapi.json").read_text())
+OPENAPI = Path(__file__).parent.parent / "tokens" / "api" / "openapi.json"
+DOCUMENT = json.loads(OPENAPI.read_text())
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 FUZZ = settings(
     max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None

@@ -115,6 +115,15 @@ def test_production_refuses_a_proxy_whose_hops_are_not_counted(tmp_path):
     assert "usually TRUSTED_PROXY_COUNT=1" in result.stderr
 
 
+def test_the_proxy_count_is_read_under_one_name_only(tmp_path):
+    env = production_env(tmp_path, TOKEN_CONSOLE_TRUSTED_PROXY_COUNT="2")
+    result = check_deploy(env)
+    assert result.returncode != 0
+    assert "Set TRUSTED_PROXY_COUNT, not TOKEN_CONSOLE_TRUSTED_PROXY_COUNT" in result.stderr
+    env.pop("TOKEN_CONSOLE_TRUSTED_PROXY_COUNT")
+    assert check_deploy(env).returncode == 0
+
+
 def test_check_deploy_flags_a_plain_http_console_base_url(tmp_path):
     result = check_deploy(production_env(tmp_path, CONSOLE_BASE_URL="http://console.example.com"))
     assert result.returncode != 0

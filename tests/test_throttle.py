@@ -13,9 +13,9 @@ from django.core.management import call_command
 from django.db import connection
 
 from tokens import services
+from tokens.api.throttle import THROTTLE_CACHE
 from tokens.cache import CountingDatabaseCache
 from tokens.models import Org
-from tokens.throttle import THROTTLE_CACHE
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE_THROTTLE = {
@@ -40,7 +40,7 @@ def fail_in_another_process(address: str, times: int) -> None:
     other web worker would (same settings, database and Redis; its own memory)."""
     code = (
         "import django; django.setup()\n"
-        "from tokens.throttle import auth_failures\n"
+        "from tokens.api.throttle import auth_failures\n"
         f"for _ in range({times}): auth_failures.failed({address!r})\n"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url()}

@@ -12,6 +12,7 @@ from tokenconsole.deployment import (
     require_production_settings,
     require_trusted_proxies,
 )
+from tokens.conf import DEFAULTS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -207,7 +208,7 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "tokens.api.source_address"
+AXES_CLIENT_IP_CALLABLE = "tokens.api.addresses.source_address"
 AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
 # Not verbose: no "AXES: BEGIN" line at the start of every command.
 AXES_VERBOSE = False
@@ -282,12 +283,18 @@ TOKEN_CONSOLE = {
     for key, value in env.ENVIRON.items()
     if key.startswith("TOKEN_CONSOLE_")
 }
-# How many reverse proxies in front of the console append to X-Forwarded-For (0: none).
-TOKEN_CONSOLE.setdefault("TRUSTED_PROXY_COUNT", env.int("TRUSTED_PROXY_COUNT", default=0))
-if PRODUCTION:
-    require_trusted_proxies(
-        ssl_header=SECURE_PROXY_SSL_HEADER, proxy_count=TOKEN_CONSOLE["TRUSTED_PROXY_COUNT"]
+# How many reverse proxies in front of the console append to X-Forwarded-For: the app
+# setting TRUSTED_PROXY_COUNT (tokens/conf.py holds its default; tokens.api.addresses reads
+# it), set from the environment under that one name, not as TOKEN_CONSOLE_TRUSTED_PROXY_COUNT.
+if "TRUSTED_PROXY_COUNT" in TOKEN_CONSOLE:
+    raise ImproperlyConfigured(
+        "Set TRUSTED_PROXY_COUNT, not TOKEN_CONSOLE_TRUSTED_PROXY_COUNT (one name, one value)."
     )
+if "TRUSTED_PROXY_COUNT" in env.ENVIRON:
+    TOKEN_CONSOLE["TRUSTED_PROXY_COUNT"] = env.int("TRUSTED_PROXY_COUNT")
+if PRODUCTION:
+    proxy_count = TOKEN_CONSOLE.get("TRUSTED_PROXY_COUNT", DEFAULTS["TRUSTED_PROXY_COUNT"])
+    require_trusted_proxies(ssl_header=SECURE_PROXY_SSL_HEADER, proxy_count=proxy_count)
 
 # Logging. Every handler carries the redaction filter (tokens/logs.py), so no logger, ours
 # or a library's, can write a token, API key or client secret. LOG_FORMAT=json writes one

@@ -12,4 +12,4 @@ urlpatterns = [
 ]
 
 # Unexpected errors under /api/ answer JSON, like every other API answer.
-handler500 = "tokens.api.server_error"
+handler500 = "tokens.api.views.server_error"

@@ -105,3 +105,23 @@ class UnsafeURL(TokenConsoleError):
 
 class AlertChannelError(TokenConsoleError):
     """An alert channel (mail, Webex space) did not take an alert; it is retried."""
+
+
+class TokenUnavailable(TokenConsoleError):
+    """The org has no access token to serve: it is pending, disabled or needs a reconnect
+    (no refresh token, a refused refresh, or no configured key decrypts its token)."""
+
+    def __init__(self, message: str, *, reason: str, status_reason: str = "") -> None:
+        super().__init__(message)
+        #: pending | needs_reconnect | disabled: what the API answers as its error code.
+        self.reason = reason
+        self.status_reason = status_reason
+
+
+class TokenExpired(TokenConsoleError):
+    """The org's access token has expired and the provider could not give a new one."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        #: Seconds until the planned retry (at least 1).
+        self.retry_after = retry_after

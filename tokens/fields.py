@@ -19,7 +19,7 @@ The empty string is stored as empty bytes, not encrypted: a blank refresh token 
 ciphertext to rotate or lose a key for.
 """
 
-from functools import cache, lru_cache
+from functools import cache
 
 import fernet_fields
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -74,10 +74,9 @@ def validate_keys() -> None:
 
 
 def reset_keys() -> None:
-    """Forget the cached keys (and what they decrypted) so the next use reads them again."""
+    """Forget the cached keys so the next use reads them again."""
     _fernet.cache_clear()
     _first_fernet.cache_clear()
-    decrypt_cached.cache_clear()
 
 
 def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
@@ -86,13 +85,6 @@ def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
 
 
 setting_changed.connect(_on_setting_changed)
-
-
-@lru_cache(maxsize=4096)
-def decrypt_cached(stored: bytes, field: "EncryptedTextField") -> str:
-    """field.decrypt(), remembering recent answers: the token API serves the same
-    ciphertext many times, and a Fernet decryption costs more than the rest of its lookup."""
-    return field.decrypt(stored)
 
 
 def reencrypt(stored: bytes) -> bytes:

@@ -34,7 +34,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.utils import floatToGoString
 
 from . import apikeys, clock, selectors
-from .api import source_address
+from .api.addresses import source_address
 from .conf import app_settings
 
 PREFIX = "tokenconsole"

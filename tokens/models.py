@@ -416,6 +416,8 @@ class ApiClient(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = "API client"
+        # The legacy /api/token finds its client by X-From (selectors.api_legacy_lookup).
+        indexes = [models.Index(fields=["legacy_from"], name="apiclient_legacy_from")]
 
     def __str__(self) -> str:
         return self.name

@@ -7,11 +7,12 @@ from functools import cache
 
 from django.db import connection
 from django.db.models import Count, F, Min, Q, QuerySet, Sum
+from django.db.models.expressions import Col
 from django_q.models import Success
 
 from .alerts import alert_channels
 from .conf import app_settings
-from .fields import decrypt_cached
+from .fields import Sealed
 from .models import (
     ApiClient,
     Integration,
@@ -87,10 +88,12 @@ def cluster_last_task_at() -> datetime | None:
 
 @dataclass(frozen=True)
 class ApiCaller:
-    """The API client a key prefix names, as the token API needs it."""
+    """The API client a key prefix (or a legacy X-From) names, as the token API needs it."""
 
     id: int
+    name: str
     key_hash: str
+    legacy_passphrase_hash: str
     revoked: bool
     all_orgs: bool
     allowed_networks: str
@@ -99,7 +102,11 @@ class ApiCaller:
 
 @dataclass(frozen=True)
 class ApiOrgToken:
-    """An org and its current access token, as the token API serves it."""
+    """An org and its current token, as the token API serves it.
+
+    The access token stays sealed (its ciphertext) until api_access_token opens it, so
+    that nothing is decrypted for a caller whose key has not been checked yet.
+    """
 
     org_id: int
     slug: str
@@ -108,103 +115,187 @@ class ApiOrgToken:
     provider_org_id: str
     cluster_id: str
     in_scope: bool
-    access_token: str | None = field(repr=False)
+    access_token: Sealed | None = field(repr=False)
     token_type: str | None
     access_expires_at: datetime | None
+    next_refresh_at: datetime | None
 
 
-# The column the lookup decrypts, through the field's own code (t.access_token, stored bytes).
-_ACCESS_TOKEN = Token._meta.get_field("access_token")
+# The columns the API's raw statements read: (alias, model, model field, record attribute).
+# The SELECT list and the conversion of each value come from the model fields, and rows
+# are read into the records by these names, so the statements follow the models.
+_CALLER_COLUMNS = [
+    ("c", ApiClient, name, name)
+    for name in (
+        "id", "name", "key_hash", "legacy_passphrase_hash", "revoked_at", "all_orgs",
+        "allowed_networks", "last_used_at",
+    )
+]  # fmt: skip
+_ORG_COLUMNS = [("o", Org, "id", "org_id")] + [
+    ("o", Org, name, name)
+    for name in ("slug", "status", "status_reason", "provider_org_id", "cluster_id")
+]
+_TOKEN_COLUMNS = [
+    ("t", Token, name, name)
+    for name in ("access_token", "token_type", "access_expires_at", "next_refresh_at")
+]
+_API_COLUMNS = _CALLER_COLUMNS + _ORG_COLUMNS + _TOKEN_COLUMNS
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """A raw statement of the API and, per selected column, its name and converters."""
+
+    sql: str
+    columns: list[tuple[str, Col, list]]  # record attribute, column expression, converters
+
+    def rows(self, params: list) -> list[dict[str, object]]:
+        """Run it; each row as {attribute: value}, converted as the ORM would convert it."""
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            rows = cursor.fetchall()
+        named = []
+        for row in rows:
+            record = {}
+            for (name, column, converters), value in zip(self.columns, row, strict=True):
+                for converter in converters:
+                    value = converter(value, column, connection)
+                record[name] = value
+            named.append(record)
+        return named
+
+
+def _quoted(model, field_name: str | None = None) -> str:
+    """A model's table, or one of its fields' column, quoted for this database."""
+    if field_name is None:
+        return connection.ops.quote_name(model._meta.db_table)
+    return connection.ops.quote_name(model._meta.get_field(field_name).column)
+
+
+def _statement(tail: str) -> _Statement:
+    """SELECT the API's columns, then the scope flag, then `tail` (FROM ... WHERE ...)."""
+    columns, select = [], []
+    for alias, model, field_name, name in _API_COLUMNS:
+        column = Col(alias, model._meta.get_field(field_name))
+        converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        columns.append((name, column, converters))
+        select.append(f"{alias}.{_quoted(model, field_name)}")
+    select.append(_in_scope())
+    columns.append(("in_scope", None, [lambda value, *_: bool(value)]))
+    return _Statement(sql=f"SELECT {', '.join(select)} {tail}", columns=columns)
+
+
+def _joins(org_condition: str) -> str:
+    """FROM the clients, each joined with the orgs that match, and their tokens."""
+    return (
+        f"FROM {_quoted(ApiClient)} c "
+        f"{org_condition} "
+        f"LEFT JOIN {_quoted(Token)} t ON t.{_quoted(Token, 'org')} = o.{_quoted(Org, 'id')} "
+    )
 
 
 @cache
-def _api_lookup_sql() -> str:
-    def table(model) -> str:
-        return connection.ops.quote_name(model._meta.db_table)
-
-    scope = table(ApiClient.orgs.through)
-    # Only table names from the models are formatted in; values are parameters.
-    return (
-        "SELECT c.id, c.key_hash, c.revoked_at IS NOT NULL, c.all_orgs, c.allowed_networks, "  # noqa: S608
-        "c.last_used_at, o.id, o.slug, o.status, o.status_reason, o.provider_org_id, "
-        "o.cluster_id, "
-        f"EXISTS (SELECT 1 FROM {scope} s WHERE s.apiclient_id = c.id AND s.org_id = o.id), "
-        "t.access_token, t.token_type, t.access_expires_at "
-        f"FROM {table(ApiClient)} c "
-        f"LEFT JOIN {table(Org)} o ON o.slug = %s "
-        f"LEFT JOIN {table(Token)} t ON t.org_id = o.id "
-        "WHERE c.key_prefix = %s"
+def _api_lookup_statement(vendor: str) -> _Statement:
+    """api_token_lookup's statement; parameters: slug, key prefix."""
+    return _statement(
+        _joins(f"LEFT JOIN {_quoted(Org)} o ON o.{_quoted(Org, 'slug')} = %s")
+        + f"WHERE c.{_quoted(ApiClient, 'key_prefix')} = %s"
     )
+
+
+def _in_scope() -> str:
+    """Whether client c may read org o (it names the org; all_orgs aside)."""
+    scope = ApiClient.orgs.through
+    return (
+        f"EXISTS (SELECT 1 FROM {_quoted(scope)} s "  # noqa: S608 (names from the models)
+        f"WHERE s.{_quoted(scope, 'apiclient')} = c.{_quoted(ApiClient, 'id')} "
+        f"AND s.{_quoted(scope, 'org')} = o.{_quoted(Org, 'id')})"
+    )
+
+
+@cache
+def _api_legacy_statement(vendor: str) -> _Statement:
+    """api_legacy_lookup's statement; parameters: provider org id, X-From, True.
+
+    Only clients that may read the org come back, one row per client and org.
+    """
+    return _statement(
+        _joins(f"JOIN {_quoted(Org)} o ON o.{_quoted(Org, 'provider_org_id')} = %s")
+        + f"WHERE c.{_quoted(ApiClient, 'legacy_from')} = %s "
+        f"AND c.{_quoted(ApiClient, 'revoked_at')} IS NULL "
+        f"AND c.{_quoted(ApiClient, 'legacy_passphrase_hash')} <> '' "
+        f"AND (c.{_quoted(ApiClient, 'all_orgs')} = %s OR {_in_scope()}) "
+        f"ORDER BY c.{_quoted(ApiClient, 'id')}, o.{_quoted(Org, 'id')}"
+    )
+
+
+def _caller(row: dict[str, object]) -> ApiCaller:
+    values = {name: row[name] for _, _, _, name in _CALLER_COLUMNS if name != "revoked_at"}
+    return ApiCaller(**values, revoked=row["revoked_at"] is not None)
+
+
+def _org_token(row: dict[str, object]) -> ApiOrgToken:
+    names = [name for _, _, _, name in _ORG_COLUMNS + _TOKEN_COLUMNS]
+    return ApiOrgToken(**{name: row[name] for name in names}, in_scope=row["in_scope"])
 
 
 def api_token_lookup(*, key_prefix: str, slug: str) -> tuple[ApiCaller | None, ApiOrgToken | None]:
     """The client of a key prefix, and the org of a slug with its token, in one query.
 
     The token API's hot path. One hand-written statement on three unique indexes,
-    because compiling the equivalent ORM queries costs more than running them.
+    because compiling the equivalent ORM queries costs more than running them (see
+    bench/README.md). The access token stays sealed: nothing is decrypted here.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(_api_lookup_sql(), [slug, key_prefix])
-        row = cursor.fetchone()
-    if row is None:
+    rows = _api_lookup_statement(connection.vendor).rows([slug, key_prefix])
+    if not rows:
         return None, None
-    caller = ApiCaller(
-        id=row[0], key_hash=row[1], revoked=bool(row[2]), all_orgs=bool(row[3]),
-        allowed_networks=row[4], last_used_at=_aware(row[5]),
-    )  # fmt: skip
-    if row[6] is None:
-        return caller, None
-    return caller, ApiOrgToken(
-        org_id=row[6], slug=row[7], status=row[8], status_reason=row[9],
-        provider_org_id=row[10], cluster_id=row[11], in_scope=bool(row[12]),
-        access_token=decrypt_cached(bytes(row[13]), _ACCESS_TOKEN) if row[13] else None,
-        token_type=row[14], access_expires_at=_aware(row[15]),
-    )  # fmt: skip
+    row = rows[0]
+    return _caller(row), (_org_token(row) if row["org_id"] is not None else None)
 
 
-def api_org_token(*, org: Org, in_scope: bool = True) -> ApiOrgToken:
-    """The same record for an org read through the ORM (legacy path, after a refresh)."""
-    token = Token.objects.defer("refresh_token").filter(org_id=org.pk).first()
-    return ApiOrgToken(
-        org_id=org.pk, slug=org.slug, status=org.status, status_reason=org.status_reason,
-        provider_org_id=org.provider_org_id, cluster_id=org.cluster_id, in_scope=in_scope,
-        access_token=token.access_token if token else None,
-        token_type=token.token_type if token else None,
-        access_expires_at=token.access_expires_at if token else None,
-    )  # fmt: skip
+def api_org_token(*, org_id: int, in_scope: bool = True) -> ApiOrgToken | None:
+    """The same record for an org, read through the ORM (after a refresh); None if no org."""
+    names = [name for _, _, _, name in _ORG_COLUMNS + _TOKEN_COLUMNS]
+    lookups = [
+        field_name if model is Org else f"token__{field_name}"
+        for _, model, field_name, _ in _ORG_COLUMNS + _TOKEN_COLUMNS
+    ]
+    row = Org.objects.filter(pk=org_id).values_list(*lookups).first()
+    if row is None:
+        return None
+    return ApiOrgToken(**dict(zip(names, row, strict=True)), in_scope=in_scope)
+
+
+def api_access_token(record: ApiOrgToken) -> str:
+    """The record's access token in plaintext, through the field's own decryption.
+
+    Raises EncryptionKeyError when no configured key decrypts it.
+    """
+    return record.access_token.open() if isinstance(record.access_token, Sealed) else ""
 
 
 @dataclass(frozen=True)
 class LegacyMatch:
     """What the legacy /api/token headers name, before the passphrase is checked."""
 
-    orgs: list[Org]  # every org bound to the provider org id (old data may hold several)
-    clients: list[ApiClient]  # active clients with this X-From that may read one of them
+    callers: list[ApiCaller]  # active clients with this X-From that may read one of the orgs
+    readable: dict[int, list[ApiOrgToken]]  # by caller id: the orgs it may read, with tokens
 
 
 def api_legacy_lookup(*, provider_org_id: str, sender: str) -> LegacyMatch:
-    """The orgs of a provider org id and the legacy clients of an X-From that may read them.
+    """The legacy clients of an X-From, the orgs of a provider org id each may read, and
+    their tokens, in one query.
 
     Cheap on purpose: the clients are found by X-From, not by trying each one's slow
     passphrase hash, so the caller checks one passphrase at most.
     """
-    orgs = list(Org.objects.filter(provider_org_id=provider_org_id).order_by("pk"))
-    clients = (
-        ApiClient.objects.filter(revoked_at__isnull=True, legacy_from=sender)
-        .exclude(legacy_passphrase_hash="")
-        .filter(Q(all_orgs=True) | Q(orgs__in=orgs))
-        .distinct()
-        .order_by("pk")
-    )
-    return LegacyMatch(orgs=orgs, clients=list(clients))
-
-
-def api_legacy_readable(*, client: ApiClient, orgs: list[Org]) -> list[Org]:
-    """Those of `orgs` the client may read."""
-    if client.all_orgs or len(orgs) < 2:  # one org: the client was found through it
-        return orgs
-    in_scope = set(client.orgs.filter(pk__in=[o.pk for o in orgs]).values_list("pk", flat=True))
-    return [org for org in orgs if org.pk in in_scope]
+    rows = _api_legacy_statement(connection.vendor).rows([provider_org_id, sender, True])
+    callers: dict[int, ApiCaller] = {}
+    readable: dict[int, list[ApiOrgToken]] = {}
+    for row in rows:
+        caller = callers.setdefault(row["id"], _caller(row))
+        readable.setdefault(caller.id, []).append(_org_token(row))
+    return LegacyMatch(callers=list(callers.values()), readable=readable)
 
 
 def api_client_legacy_overlap(
@@ -224,14 +315,6 @@ def api_client_legacy_overlap(
     if not all_orgs:
         others = others.filter(Q(all_orgs=True) | Q(orgs__in=orgs))
     return others.distinct().order_by("pk").first()
-
-
-def _aware(value: datetime | str | None) -> datetime | None:
-    """A raw cursor's datetime as an aware UTC datetime (SQLite hands back text)."""
-    if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
-        return value
-    parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return parsed.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 from django.urls import path, re_path
 
-from . import api, health, metrics, views
+from . import health, metrics, views
+from .api import views as api
 
 app_name = "tokens"
 

@@ -12,6 +12,7 @@ from .api_clients import (
     api_client_update,
 )
 from .connect import org_connect, org_connect_failed
+from .consumer import ConsumerToken, token_for_consumer
 from .disconnect import DisconnectResult, org_disconnect
 from .dispatch import refresh_dispatch, refresh_dispatch_due, refresh_expiry_alerts_send
 from .events import token_event_record
@@ -22,6 +23,7 @@ from .retention import PruneResult, token_events_prune
 from .served import served_flush, served_record
 
 __all__ = [
+    "ConsumerToken",
     "DisconnectResult",
     "KeySample",
     "PruneResult",
@@ -49,5 +51,6 @@ __all__ = [
     "served_record",
     "token_event_record",
     "token_events_prune",
+    "token_for_consumer",
     "token_refresh",
 ]

@@ -12,7 +12,7 @@ import time
 
 from django.core.cache import caches
 
-from .conf import app_settings
+from ..conf import app_settings
 
 _MAX_REMEMBERED = 10_000
 # The alias in settings.CACHES that holds the counts.
