@@ -10,6 +10,7 @@ from django.views import defaults
 
 from .. import clock, services
 from ..exceptions import TokenExpired, TokenUnavailable
+from ..models import Org
 from ..selectors import ApiCaller, ApiOrgToken
 from . import auth
 from .addresses import source_address
@@ -82,11 +83,20 @@ def _token(record: ApiOrgToken) -> services.ConsumerToken:
     try:
         return services.token_for_consumer(record=record)
     except TokenUnavailable as error:
-        raise ApiError(409, error.reason, str(error)) from None
+        raise _unavailable(error) from None
     except TokenExpired as error:
         raise ApiError(
             503, "provider_unavailable", str(error), retry_after=error.retry_after
         ) from None
+
+
+def _unavailable(error: TokenUnavailable) -> ApiError:
+    """The 409 a flow can branch on: the API's own codes, spelt out (docs/api.md)."""
+    if error.reason == Org.Status.NEEDS_RECONNECT:
+        return ApiError(409, "needs_reconnect", str(error))
+    if error.reason == Org.Status.DISABLED:
+        return ApiError(409, "disabled", str(error))
+    return ApiError(409, "pending", str(error))
 
 
 def _served(

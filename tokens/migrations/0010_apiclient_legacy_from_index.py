@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tokens", "0008_webhooks_alert_channels"),
+        ("tokens", "0009_pages_labels"),
     ]
 
     operations = [
