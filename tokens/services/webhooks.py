@@ -26,7 +26,7 @@ from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
 from tokens import alerts, clock, outbound
-from tokens.conf import app_settings
+from tokens.conf import app_settings, webhook_cluster_name
 from tokens.exceptions import UnsafeURL
 from tokens.models import ApiClient, Org, Token, Webhook, WebhookDelivery
 
@@ -145,7 +145,7 @@ def _delivery_new(webhook: Webhook, event: str, data: dict[str, Any]) -> Webhook
 
 
 def _tasks_queue(delivery_ids: list[int]) -> None:
-    cluster = app_settings.WEBHOOK_CLUSTER or None
+    cluster = webhook_cluster_name()  # never the main cluster's refresh workers
     broker = get_broker(cluster)
     with transaction.atomic():  # one commit for all tasks with the ORM broker
         for pk in delivery_ids:
