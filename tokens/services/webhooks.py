@@ -120,9 +120,12 @@ def _deliveries_queue_safely(event: str, org_id: int, data: dict[str, Any]) -> N
         )
         deliveries = [_delivery_new(w, event, data) for w in webhooks.distinct()]
         if deliveries:
-            WebhookDelivery.objects.bulk_create(deliveries)
-            ids = WebhookDelivery.objects.filter(event_id__in=[d.event_id for d in deliveries])
-            _tasks_queue(list(ids.values_list("pk", flat=True)))
+            created = WebhookDelivery.objects.bulk_create(deliveries)
+            ids = [d.pk for d in created]
+            if None in ids:  # a database that returns no ids from a bulk insert
+                rows = WebhookDelivery.objects.filter(event_id__in=[d.event_id for d in created])
+                ids = list(rows.values_list("pk", flat=True))
+            _tasks_queue(ids)
     except Exception:
         logger.exception("webhook deliveries not queued event=%s org_id=%s", event, org_id)
 
