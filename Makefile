@@ -20,7 +20,7 @@ help:
 	@echo "make run    set up (virtualenv, .env, database, admin) and run the console (PORT=8000)"
 	@echo "make demo   like run, plus a fake OAuth provider and a Demo org to connect"
 	@echo "            (DEMO_PROVIDER_PORT=8765); V=1 shows every set-up step's output"
-	@echo "make serve  production: granian + cluster (configure the environment first)"
+	@echo "make serve  production: granian + the refresh and webhook clusters (configure the environment first)"
 	@echo "make test   lint, start the test services, run the suite on SQLite and on PostgreSQL + Redis"
 
 $(STAMP): requirements.txt requirements-dev.txt

@@ -9,9 +9,10 @@ of duplicate provider calls (refresh tokens presented more than once).
 
 Set DATABASE_URL / REDIS_URL to measure PostgreSQL + Redis instead of SQLite.
 
-With --webhook-latency SECONDS, an all-orgs API client has a webhook to a receiver on
-127.0.0.1 that takes that long to answer; deliveries run on their own cluster
-(`Q_CLUSTER_NAME=webhooks`, WEBHOOK_CLUSTER=webhooks), as docs/webhooks.md recommends.
+Beside the main cluster(s) it starts the webhook cluster (`Q_CLUSTER_NAME=webhooks`,
+--webhook-workers), as `runconsole` does, with or without webhooks. With
+--webhook-latency SECONDS, an all-orgs API client has a webhook to a receiver on
+127.0.0.1 that takes that long to answer.
 """
 
 import argparse
@@ -45,10 +46,9 @@ def configure(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
         "TOKEN_CONSOLE_REFRESH_RATE_PER_MINUTE": str(args.orgs),
         "TOKEN_CONSOLE_SWEEP_MAX_DISPATCH": str(args.orgs),
     }
+    env["Q_WEBHOOK_WORKERS"] = str(args.webhook_workers)
     if args.webhook_latency is not None:
         env["TOKEN_CONSOLE_WEBHOOK_ALLOW_PRIVATE_NETWORKS"] = "127.0.0.1/32"
-        env["TOKEN_CONSOLE_WEBHOOK_CLUSTER"] = "webhooks"
-        env["Q_WEBHOOK_WORKERS"] = str(args.webhook_workers)
     if not database_url.startswith("sqlite"):
         # Measure the scale-out setup as docs/operations.md deploys it: each worker keeps
         # its PostgreSQL connection instead of opening (and authenticating) one per task.
@@ -141,6 +141,7 @@ def main() -> int:
     from django.core.management import call_command
 
     from tokens import services
+    from tokens.conf import webhook_cluster_name
     from tokens.demo.provider import FakeProvider
     from tokens.models import Token
     from tokens.processes import start_group, stop_groups
@@ -151,6 +152,8 @@ def main() -> int:
 
         call_command("flush", interactive=False, verbosity=0)
         get_broker().purge_queue()
+        if webhook_cluster_name():  # deliveries an earlier run left queued
+            get_broker(webhook_cluster_name()).purge_queue()
     elif Token.objects.exists():
         sys.exit("The bench database holds orgs already: pass --reset to empty it first.")
     provider = FakeProvider(client_id="bench", client_secret="bench-secret").start()
@@ -164,8 +167,8 @@ def main() -> int:
     clusters = [
         start_group(manage, cwd=ROOT, env=env, stdout=sys.stderr) for _ in range(args.clusters)
     ]
-    if receiver is not None:
-        hooks_env = {**env, "Q_CLUSTER_NAME": "webhooks"}
+    if hooks := webhook_cluster_name():  # as runconsole starts it, webhooks or not
+        hooks_env = {**env, "Q_CLUSTER_NAME": hooks}
         clusters.append(start_group(manage, cwd=ROOT, env=hooks_env, stdout=sys.stderr))
     try:
         time.sleep(2)  # let the clusters spawn their workers before the clock starts

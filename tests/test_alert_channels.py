@@ -7,8 +7,10 @@ from django.core import mail
 from django.test import TestCase
 from django_q.conf import Conf
 
+from tests.brokers import queued_tasks
 from tokens import services, tasks
 from tokens.models import AlertChannel, AlertMessage, AlertType, Token
+from tokens.services import alert_channels
 
 pytestmark = pytest.mark.django_db
 
@@ -90,3 +92,37 @@ def test_without_channels_alerts_are_mailed_to_admins(frozen_clock, connected_or
     [sent] = mail.outbox
     assert sent.to == ["ops@example.com"]
     assert not AlertMessage.objects.exists()
+
+
+def test_alert_messages_are_queued_for_the_webhook_cluster_not_the_refresh_workers(
+    frozen_clock, connected_org, webex_api
+):
+    """A Webex API or mail server that hangs must hold no refresh worker."""
+    webex_channel(webex_api)
+    fail_refresh(frozen_clock, connected_org, webex_api)
+    message = AlertMessage.objects.get()
+    assert [t["func"] for t in queued_tasks()] == []
+    [queued] = queued_tasks("webhooks")
+    assert (queued["func"], queued["args"], queued["cluster"]) == (
+        "tokens.tasks.send_alert", (message.pk,), "webhooks",
+    )  # fmt: skip
+
+
+def test_old_alert_messages_are_pruned_in_batches_but_pending_ones_kept(
+    frozen_clock, settings, webex_api
+):
+    settings.TOKEN_CONSOLE = {**settings.TOKEN_CONSOLE, "WEBHOOK_PRUNE_BATCH": 2}
+    channel = webex_channel(webex_api)
+    old = frozen_clock.current - timedelta(days=401)
+    for status in ("sent", "failed", "sent", "pending"):
+        AlertMessage.objects.create(
+            channel=channel, alert_type=AlertType.RECOVERED, subject=status, body="",
+            status=status, created_at=old,
+        )  # fmt: skip
+    AlertMessage.objects.create(
+        channel=channel, alert_type=AlertType.RECOVERED, subject="new", body="", status="sent"
+    )
+    assert alert_channels.alert_messages_prune() == 2
+    assert tasks.sweep_webhooks().endswith("pruned alerts 1")
+    assert alert_channels.alert_messages_prune() == 0
+    assert sorted(AlertMessage.objects.values_list("subject", flat=True)) == ["new", "pending"]

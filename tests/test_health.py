@@ -18,13 +18,16 @@ from tokens.models import Integration, Org, Token
 pytestmark = pytest.mark.django_db
 
 
-def task_finished(seconds_ago: float, func: str = "tokens.tasks.sweep_due_orgs") -> None:
-    """A Success row as django-q2 writes it after a worker ran a task."""
+def task_finished(
+    seconds_ago: float, func: str = "tokens.tasks.sweep_due_orgs", cluster: str | None = None
+) -> None:
+    """A Success row as django-q2 writes it after a worker ran a task (queued to `cluster`)."""
     stopped = clock.now() - timedelta(seconds=seconds_ago)
     Success.objects.create(
         id=uuid.uuid4().hex,
         name="task",
         func=func,
+        cluster=cluster,
         started=stopped - timedelta(seconds=1),
         stopped=stopped,
         success=True,
@@ -99,6 +102,17 @@ def test_the_newest_task_counts_whichever_it_was(client, frozen_clock):
     task_finished(seconds_ago=600)
     task_finished(seconds_ago=10, func="tokens.tasks.refresh_org")
     assert client.get("/healthz").status_code == 200
+
+
+def test_deliveries_done_by_the_webhook_cluster_do_not_make_the_main_cluster_alive(
+    client, frozen_clock
+):
+    """The webhook cluster delivers while the main one is stuck: no sweep, no refresh."""
+    task_finished(seconds_ago=600)
+    task_finished(seconds_ago=5, func="tokens.tasks.deliver_webhook", cluster="webhooks")
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["cluster"]["age_seconds"] == 600
 
 
 @override_settings(TOKEN_CONSOLE={"HEALTH_CLUSTER_MAX_AGE": 600})

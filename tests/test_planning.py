@@ -47,3 +47,9 @@ def test_backoff_grows_exponentially_and_is_capped(settings):
 
 def test_longer_retry_after_wins_over_backoff():
     assert retry_delay(failures=1, retry_after=900) == timedelta(seconds=900)
+
+
+def test_a_retry_after_longer_than_retry_after_max_waits_the_max(settings):
+    settings.TOKEN_CONSOLE = {"RETRY_AFTER_MAX": 3600}
+    assert retry_delay(failures=1, retry_after=1e14) == timedelta(hours=1)
+    assert retry_delay(failures=1, retry_after=float("inf")) == timedelta(hours=1)

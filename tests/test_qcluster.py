@@ -21,11 +21,13 @@ from django_q.tasks import async_task
 
 from tests.test_runconsole import ROOT, child_pids, live_members
 from tests.test_scale_out import cluster_env, due_orgs, wait_until
+from tests.webhook_receiver import WebhookReceiver
 from tokens import services
 from tokens.conf import app_settings
 from tokens.demo.provider import FakeProvider
-from tokens.models import Integration, Org, Token
+from tokens.models import Integration, Org, Token, WebhookDelivery
 from tokens.processes import start_group
+from tokens.services import webhooks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 IDLE_STOP_SECONDS = 10  # the promise for a cluster with no task in hand
@@ -40,12 +42,13 @@ def descendants(pid: int) -> list[int]:
 
 @pytest.fixture
 def qcluster(settings) -> Iterator[Callable[[], tuple[subprocess.Popen, int]]]:
-    """Starts `manage.py qcluster` (one worker): the process and its cluster's leader (the
-    leader of the cluster's process group). Whatever a test leaves running is killed."""
+    """Starts `manage.py qcluster` (one worker; keywords add to its environment): the
+    process and its cluster's leader (the leader of the cluster's process group). Whatever
+    a test leaves running is killed."""
     started: list[tuple[subprocess.Popen, int]] = []
 
-    def start() -> tuple[subprocess.Popen, int]:
-        env = cluster_env(settings.Q_CLUSTER.get("redis", ""), workers=1)
+    def start(**extra_env: str) -> tuple[subprocess.Popen, int]:
+        env = {**cluster_env(settings.Q_CLUSTER.get("redis", ""), workers=1), **extra_env}
         command = [sys.executable, str(ROOT / "manage.py"), "qcluster"]
         process = start_group(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         wait_until(lambda: child_pids(process.pid), timeout=START_SECONDS, what="the cluster")
@@ -185,3 +188,41 @@ def test_a_stop_timeout_not_below_the_refresh_lease_fails_the_system_check():
     assert "CLUSTER_STOP_TIMEOUT (60 s) is not below REFRESH_LEASE (60 s)" in warnings[0].msg
     with override_settings(TOKEN_CONSOLE={"REFRESH_LEASE": 60, "CLUSTER_STOP_TIMEOUT": 50}):
         assert not [m for m in checks.run_checks() if m.id == "tokens.W005"]
+
+
+def test_a_delivery_queued_by_a_refresh_runs_on_the_webhook_cluster_not_the_main_one(
+    integration, provider, qcluster, settings
+):
+    """A slow receiver must not hold a refresh worker: with only the main cluster running,
+    the refresh completes and its delivery stays queued; `Q_CLUSTER_NAME=webhooks
+    manage.py qcluster` then delivers it."""
+    loopback = {"WEBHOOK_ALLOW_PRIVATE_NETWORKS": "127.0.0.1/32"}
+    settings.TOKEN_CONSOLE = {**settings.TOKEN_CONSOLE, **loopback}
+    receiver = WebhookReceiver().start()
+    try:
+        (org,) = due_orgs(integration, provider, 1)
+        client, _ = services.api_client_create(name="flows", all_orgs=True)
+        _, secret = webhooks.webhook_set(client=client, url=receiver.url)
+        receiver.secrets = [secret]
+        env = {"TOKEN_CONSOLE_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "127.0.0.1/32"}
+        qcluster(**env)
+        assert services.refresh_dispatch_due() == 1
+        refreshed = Token.objects.filter(org=org, version=2)
+        wait_until(refreshed.exists, timeout=START_SECONDS, what="the refresh")
+        # Queued after the delivery: once the main cluster has run it, it has taken
+        # everything on its queue before it.
+        async_task("tokens.tasks.sweep_due_orgs")
+        swept = Success.objects.filter(func="tokens.tasks.sweep_due_orgs")
+        wait_until(swept.exists, timeout=START_SECONDS, what="the main cluster's sweep")
+        delivery = WebhookDelivery.objects.get()
+        assert (delivery.status, delivery.attempts, receiver.received) == ("pending", 0, [])
+
+        qcluster(Q_CLUSTER_NAME="webhooks", **env)
+        delivered = WebhookDelivery.objects.filter(pk=delivery.pk, status="delivered")
+        wait_until(delivered.exists, timeout=START_SECONDS, what="the webhook cluster")
+    finally:
+        receiver.stop()
+    [request] = receiver.received
+    assert request.signature_ok and b'"token.refreshed"' in request.body
+    ran = Success.objects.get(func="tokens.tasks.deliver_webhook")
+    assert ran.cluster == "webhooks"

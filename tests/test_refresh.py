@@ -90,6 +90,25 @@ def test_missing_refresh_token_in_the_answer_keeps_the_old_one(
 
 
 @pytest.mark.parametrize(
+    "retry_after",
+    ["100000000000000", "9" * 400, "Fri, 31 Dec 9999 23:59:59 GMT"],
+)
+def test_a_huge_retry_after_waits_retry_after_max_and_neither_overflows_nor_stalls(
+    frozen_clock, connected_org, provider, retry_after
+):
+    before = make_due(connected_org, frozen_clock)
+    provider.fail_next("429", retry_after=retry_after)
+    result = refresh(connected_org)
+    assert result.outcome == "retry_scheduled"
+    after = Token.objects.get(org=connected_org)
+    assert (after.access_token, after.version) == (before.access_token, before.version)
+    one_day = timedelta(seconds=24 * 3600)  # RETRY_AFTER_MAX
+    assert after.next_refresh_at - frozen_clock.current == one_day
+    integration = Integration.objects.get(pk=connected_org.integration_id)
+    assert integration.throttled_until - frozen_clock.current == one_day
+
+
+@pytest.mark.parametrize(
     ("fault", "retry_after", "status"),
     [
         ("500", None, 500),

@@ -165,7 +165,12 @@ def test_demo_console_connects_by_clicking_and_stops_on_ctrl_c(console_env):
         assert "Demo org is connected" in landed.text
         assert "org-status-connected" in landed.text
         children = child_pids(console.pid)
-        assert len(children) == 3  # web, cluster, fake provider
+        assert len(children) == 4  # web, cluster, webhook cluster, fake provider
+        clusters = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1] for pid in children]
+        assert sorted(c[c.index(b"qcluster") :] for c in clusters if b"qcluster" in c) == [
+            [b"qcluster", b"--name", b"webhooks", b"--skip-checks"],
+            [b"qcluster", b"--skip-checks"],
+        ]
     finally:
         console.send_signal(signal.SIGINT)
         output, _ = console.communicate(timeout=STOP_DEADLINE)
@@ -221,6 +226,10 @@ def test_ctrl_c_says_nothing_is_lost_when_it_had_to_kill_the_cluster(console_env
     assert (
         "The task cluster did not stop within 0 s and was stopped forcibly; nothing is lost — "
         "the database holds every token and an interrupted refresh is retried."
+    ) in output
+    assert (
+        "The webhook cluster did not stop within 0 s and was stopped forcibly; nothing is lost "
+        "— an interrupted webhook delivery or alert is sent again."
     ) in output
     assert "Killed" not in output
     assert "Stopped." in output

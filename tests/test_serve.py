@@ -78,7 +78,7 @@ def test_serve_runs_granian_with_static_files_and_stops_on_ctrl_c(tmp_path):
             token = requests.get(f"{base}/api/v1/orgs/acme/token", headers=api, timeout=5)
             assert token.status_code == 200, token.text
         children = child_pids(server.pid)
-        assert len(children) == 2  # granian, cluster
+        assert len(children) == 3  # granian, cluster, webhook cluster
     finally:
         server.send_signal(signal.SIGINT)
         output, _ = server.communicate(timeout=STOP_DEADLINE)

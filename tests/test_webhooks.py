@@ -3,6 +3,7 @@
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from email.utils import format_datetime
 
 import pytest
 from django.core import mail
@@ -139,6 +140,41 @@ def test_a_429_waits_for_its_retry_after(
     refresh(connected_org)
     delivery = WebhookDelivery.objects.get()
     assert delivery.next_attempt_at - frozen_clock.current >= timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "shortest", "longest"),
+    [
+        ("100000000000000", timedelta(hours=24), timedelta(hours=24)),  # the retry window
+        ("9" * 400, timedelta(hours=24), timedelta(hours=24)),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", timedelta(hours=24), timedelta(hours=24)),
+        ("inf", timedelta(seconds=15), timedelta(seconds=30)),  # ignored: plain backoff
+        ("1e400", timedelta(seconds=15), timedelta(seconds=30)),
+        ("nan", timedelta(seconds=15), timedelta(seconds=30)),
+        ("-5", timedelta(seconds=15), timedelta(seconds=30)),
+    ],
+)
+def test_a_retry_after_is_read_strictly_and_capped_at_the_retry_window(
+    frozen_clock, connected_org, provider, receiver, hooked, sync_tasks,
+    retry_after, shortest, longest,
+):  # fmt: skip
+    receiver.answers.append((429, {"Retry-After": retry_after}))
+    make_due(frozen_clock, connected_org)
+    refresh(connected_org)
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.status, delivery.response_code, delivery.attempts) == ("pending", 429, 1)
+    assert shortest <= delivery.next_attempt_at - frozen_clock.current <= longest
+
+
+def test_a_retry_after_given_as_an_http_date_is_honoured(
+    frozen_clock, connected_org, provider, receiver, hooked, sync_tasks
+):
+    make_due(frozen_clock, connected_org)
+    when = frozen_clock.current + timedelta(hours=2)
+    receiver.answers.append((503, {"Retry-After": format_datetime(when, usegmt=True)}))
+    refresh(connected_org)
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.next_attempt_at == when.replace(microsecond=0)
 
 
 def test_a_400_is_not_retried(frozen_clock, connected_org, provider, receiver, hooked, sync_tasks):
@@ -349,3 +385,44 @@ def test_push_admin_pages_load_and_redeliver_queues_again(
     webhook.refresh_from_db()
     assert webhook.signing_secret in rotated.content.decode()
     assert "no-store" in rotated["Cache-Control"]
+
+
+def test_a_malformed_private_network_setting_fails_the_system_check(settings):
+    from django.core import checks
+
+    settings.TOKEN_CONSOLE = {"WEBHOOK_ALLOW_PRIVATE_NETWORKS": "10.0.0.0/8, intranet"}
+    errors = [m for m in checks.run_checks() if m.id == "tokens.E011"]
+    assert len(errors) == 1
+    assert "WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'intranet' is not a network" in errors[0].msg
+    settings.TOKEN_CONSOLE = {"WEBHOOK_ALLOW_PRIVATE_NETWORKS": "10.0.0.0/8, 127.0.0.1"}
+    assert not [m for m in checks.run_checks() if m.id == "tokens.E011"]
+
+
+def test_adding_a_webhook_in_the_admin_shows_its_signing_secret_once(
+    admin_client, receiver, frozen_clock
+):
+    import re
+
+    from django.urls import reverse
+
+    client, _ = services.api_client_create(name="flows", all_orgs=True)
+    added = admin_client.post(
+        reverse("admin:tokens_webhook_add"),
+        {"client": client.pk, "url": receiver.url, "enabled": "on"},
+    )
+    assert added.status_code == 200, added.content.decode()[:2000]
+    assert "no-store" in added["Cache-Control"]
+    webhook = Webhook.objects.get(client=client)
+    shown = re.findall(r"whsec_[A-Za-z0-9_-]+", added.content.decode())
+    assert shown == [webhook.signing_secret]
+    for url in (
+        reverse("admin:tokens_webhook_change", args=[webhook.pk]),
+        reverse("admin:tokens_webhook_changelist"),
+    ):
+        page = admin_client.get(url)
+        assert page.status_code == 200
+        assert webhook.signing_secret not in page.content.decode()
+        assert "whsec_" not in page.content.decode()
+    receiver.secrets = shown
+    assert webhooks.webhook_ping(webhook=webhook).status == "delivered"
+    assert receiver.received[0].signature_ok  # the secret shown is the one that signs

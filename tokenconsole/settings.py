@@ -244,8 +244,8 @@ Q_CLUSTER = {
     "poll": env.float("Q_POLL", default=0.5),
     "bulk": env.int("Q_BULK", default=1),
     "label": "Task queue",
-    # `Q_CLUSTER_NAME=webhooks manage.py qcluster` runs webhook deliveries only, when
-    # TOKEN_CONSOLE_WEBHOOK_CLUSTER=webhooks sends them there (docs/webhooks.md).
+    # `Q_CLUSTER_NAME=webhooks manage.py qcluster` (runconsole starts it) runs the webhook
+    # deliveries and alert messages that TOKEN_CONSOLE_WEBHOOK_CLUSTER sends there.
     "ALT_CLUSTERS": {"webhooks": {"workers": env.int("Q_WEBHOOK_WORKERS", default=4)}},
 }
 if REDIS_URL:

@@ -135,6 +135,23 @@ def check_metrics_networks(app_configs, **kwargs) -> list[checks.CheckMessage]:
     return []
 
 
+@checks.register()
+def check_webhook_networks(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """WEBHOOK_ALLOW_PRIVATE_NETWORKS must parse, or every webhook save and delivery fails."""
+    try:
+        networks_parse(app_settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS)
+    except ValueError as exc:
+        return [
+            checks.Error(
+                f"WEBHOOK_ALLOW_PRIVATE_NETWORKS: {exc}",
+                hint="Set TOKEN_CONSOLE_WEBHOOK_ALLOW_PRIVATE_NETWORKS to CIDRs of on-premise "
+                "receivers, e.g. '10.20.0.0/16', or leave it empty (public receivers only).",
+                id="tokens.E011",
+            )
+        ]
+    return []
+
+
 @checks.register(checks.Tags.security)
 def check_private_files(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """The SQLite database (sessions, API client hashes) and .env (the keys) are owner-only."""

@@ -67,6 +67,9 @@ DEFAULTS: dict[str, Any] = {
     # a longer Retry-After wins.
     "RETRY_BASE_DELAY": 30,
     "RETRY_MAX_DELAY": 30 * 60,
+    # Longest Retry-After (seconds) believed from a provider; a longer one (or a date
+    # further ahead) waits this long. Absurd values must neither overflow nor stall an org.
+    "RETRY_AFTER_MAX": 24 * 3600,
     # Mail the admins after this many consecutive transient failures (once).
     "FAILURE_ALERT_AFTER": 3,
     # Mail the admins when a refresh token expires within this many days (once per token).
@@ -125,15 +128,17 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_DISABLE_AFTER_DAYS": 3,
     # After a signing-secret rotation the previous secret still signs for this many hours.
     "WEBHOOK_SECRET_OVERLAP_HOURS": 24,
-    # Delivery-log rows older than this many days are pruned by the webhook sweep.
+    # Delivery-log rows and admin alert messages older than this many days are pruned by
+    # the webhook sweep (WEBHOOK_PRUNE_BATCH rows of each a minute; pending ones are kept).
     "WEBHOOK_DELIVERY_RETENTION_DAYS": 400,
     # Networks (CIDRs, space- or comma-separated) webhook URLs may resolve to although they
     # are not public: on-premise receivers, tests. Plain http is accepted only there.
     "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "",
-    # django-q2 cluster that runs deliveries. Empty: the main cluster. "webhooks": a
-    # separate `Q_CLUSTER_NAME=webhooks manage.py qcluster`, so slow receivers never hold
-    # a refresh worker (docs/webhooks.md).
-    "WEBHOOK_CLUSTER": "",
+    # django-q2 cluster (queue) that runs webhook deliveries and alert messages, so slow
+    # or dead receivers never hold a refresh worker: `runconsole` starts it beside the
+    # main cluster; scale-out runs `Q_CLUSTER_NAME=webhooks manage.py qcluster` too
+    # (docs/workers.md). Empty: the main cluster runs them (not recommended).
+    "WEBHOOK_CLUSTER": "webhooks",
     # Seconds a queued delivery (or alert) stays marked; a task lost with the queue is
     # queued again by the sweep afterwards. It outlasts WEBHOOK_TOTAL_TIMEOUT.
     "WEBHOOK_DISPATCH_LEASE": 120,
@@ -155,6 +160,11 @@ REFRESH_LEASE_MARGIN = 5
 def console_base_url() -> str:
     """CONSOLE_BASE_URL: the console's public address, without a trailing slash."""
     return getattr(settings, "CONSOLE_BASE_URL", "").rstrip("/")
+
+
+def webhook_cluster_name() -> str | None:
+    """The django-q2 cluster (queue) for deliveries and alerts; None: the main cluster."""
+    return app_settings.WEBHOOK_CLUSTER.strip() or None
 
 
 class AppSettings:

@@ -113,6 +113,7 @@ class Integration(models.Model):
             revocation_style=oauth.REVOKE_BEARER_DELETE if self.is_webex else oauth.REVOKE_RFC7009,
             total_deadline=app_settings.HTTP_TOTAL_DEADLINE,
             max_lifetime=app_settings.TOKEN_LIFETIME_MAX,
+            retry_after_max=app_settings.RETRY_AFTER_MAX,
         )
 
 

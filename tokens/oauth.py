@@ -17,8 +17,6 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
 
@@ -33,6 +31,7 @@ from .exceptions import (
     ProviderResponseInvalid,
     ProviderUnavailable,
 )
+from .retry_after import retry_after_seconds
 
 CLIENT_SECRET_POST = "client_secret_post"
 CLIENT_SECRET_BASIC = "client_secret_basic"
@@ -55,8 +54,6 @@ _TOKEN = re.compile(rf"[\x21-\x7e]{{1,{_TOKEN_MAX_CHARS}}}")
 _TOKEN_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 # Longest scope string kept; a longer one is cut at a space.
 _SCOPE_MAX = 4000
-# Retry-After's delta-seconds (RFC 9110 10.2.3): ASCII digits only.
-_DELTA_SECONDS = re.compile(r"[0-9]+")
 _local = threading.local()
 
 
@@ -93,6 +90,8 @@ class ClientConfig:
     total_deadline: float = 30.0
     # Longest token lifetime believed, in seconds (TOKEN_LIFETIME_MAX).
     max_lifetime: int = 365 * 24 * 3600
+    # Longest Retry-After believed, in seconds (RETRY_AFTER_MAX).
+    retry_after_max: float = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -167,7 +166,7 @@ def fetch_userinfo(config: ClientConfig, *, access_token: str) -> dict[str, Any]
     headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
     response = _send("GET", config.userinfo_url, config, headers=headers)
     if response.status_code != 200:
-        raise _error_from_response(response, "userinfo", (access_token,))
+        raise _error_from_response(response, "userinfo", (access_token,), config)
     payload = _json_object(response, "userinfo")
     if payload is None:
         raise ProviderResponseInvalid(
@@ -193,7 +192,7 @@ def revoke(config: ClientConfig, *, access_token: str, refresh_token: str) -> No
         headers, form = _client_auth(config, form)
         response = _send("POST", config.revocation_url, config, headers=headers, data=form)
     if not 200 <= response.status_code < 300:
-        raise _error_from_response(response, "revocation", hidden)
+        raise _error_from_response(response, "revocation", hidden, config)
 
 
 def _client_auth(
@@ -216,7 +215,7 @@ def _token_request(
     response = _send("POST", config.token_url, config, headers=headers, data=form)
     hidden = (*secrets_sent, config.client_secret)
     if response.status_code != 200:
-        raise _error_from_response(response, "token", hidden)
+        raise _error_from_response(response, "token", hidden, config)
     return _parse_token_response(response, config)
 
 
@@ -406,7 +405,9 @@ def _scope(value: Any, warnings: list[str]) -> str:
     return value
 
 
-def _error_from_response(response: _Reply, endpoint: str, hidden: tuple[str, ...]) -> ProviderError:
+def _error_from_response(
+    response: _Reply, endpoint: str, hidden: tuple[str, ...], config: ClientConfig
+) -> ProviderError:
     status = response.status_code
     payload = _json_object(response, endpoint) or {}
     # An error code is an identifier (RFC 6749 5.2); anything else is not echoed anywhere.
@@ -437,7 +438,7 @@ def _error_from_response(response: _Reply, endpoint: str, hidden: tuple[str, ...
             error_code=code,
             http_status=status,
             description=description,
-            retry_after=_retry_after(response),
+            retry_after=_retry_after(response, config),
         )
     return ProviderError(
         f"The {endpoint} endpoint answered HTTP {status}{detail}.",
@@ -455,23 +456,11 @@ def _json_object(response: _Reply, endpoint: str) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
-def _retry_after(response: _Reply) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date), or None.
-
-    Anything else is ignored, including digits that are not ASCII ("²" passes isdigit()).
-    """
-    raw = response.headers.get("Retry-After", "").strip()
-    if not raw:
-        return None
-    if _DELTA_SECONDS.fullmatch(raw):
-        return float(raw)
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: a year past C's int
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+def _retry_after(response: _Reply, config: ClientConfig) -> float | None:
+    """Seconds from a Retry-After header (ASCII delta-seconds or an HTTP date), at most
+    the config's retry_after_max; None when absent or malformed."""
+    raw = response.headers.get("Retry-After")
+    return retry_after_seconds(raw, maximum=config.retry_after_max)
 
 
 def _scrub(text: str, hidden: tuple[str, ...]) -> str:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from .apikeys import Network, networks_parse
 from .conf import app_settings
 from .exceptions import UnsafeURL
+from .retry_after import retry_after_seconds
 
 # How much of a receiver's answer is read (and kept, cut, for the delivery log).
 MAX_ANSWER_BYTES = 4096
@@ -152,7 +153,11 @@ def post_json(url: str, body: bytes, headers: dict[str, str]) -> Answer:
         conn.request("POST", target.path, body=body, headers=headers)
         response = conn.getresponse()
         text = response.read(MAX_ANSWER_BYTES).decode("utf-8", "replace")
-        return Answer(response.status, _retry_after(response.getheader("Retry-After")), text)
+        # A receiver's wish is believed up to a delivery's whole retry window.
+        retry_after = retry_after_seconds(
+            response.getheader("Retry-After"), maximum=app_settings.WEBHOOK_RETRY_HOURS * 3600
+        )
+        return Answer(response.status, retry_after, text)
     except (OSError, http.client.HTTPException) as exc:
         if connected and (expired.is_set() or isinstance(exc, TimeoutError)):
             raise TimeoutError("no complete answer within the total deadline") from None
@@ -168,12 +173,3 @@ def _abort(conn: http.client.HTTPConnection, expired: threading.Event) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds (the delta form; an HTTP date is ignored)."""
-    try:
-        seconds = float(value) if value else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and seconds >= 0 else None

@@ -31,11 +31,13 @@ def retry_delay(*, failures: int, retry_after: float | None) -> timedelta:
     """Backoff after the n-th consecutive transient failure: exponential, capped, jittered.
 
     Full jitter in the upper half keeps retries of many orgs from moving in lockstep;
-    the provider's Retry-After is honoured when it asks for longer.
+    the provider's Retry-After is honoured when it asks for longer, up to RETRY_AFTER_MAX
+    (a larger one would overflow timedelta or park the org for years).
     """
     ceiling = min(
         app_settings.RETRY_MAX_DELAY,
         app_settings.RETRY_BASE_DELAY * 2 ** max(failures - 1, 0),
     )
     delay = ceiling * (0.5 + random.random() / 2)
-    return timedelta(seconds=max(delay, retry_after or 0))
+    asked = min(retry_after or 0, app_settings.RETRY_AFTER_MAX)
+    return timedelta(seconds=max(delay, asked))

@@ -11,7 +11,7 @@ from django.db.models.expressions import Col
 from django_q.models import Success
 
 from .alerts import alert_channels
-from .conf import app_settings
+from .conf import app_settings, webhook_cluster_name
 from .fields import Sealed
 from .models import (
     ApiClient,
@@ -82,8 +82,13 @@ def cluster_last_task_at() -> datetime | None:
     django-q2 writes this row from the worker's side after the task ran, with either
     broker, so it measures work done rather than a process being up. django-q2 prunes the
     table to Q_CLUSTER's save_limit rows (1000), so the unindexed ordering stays cheap.
+    Tasks of the webhook cluster do not count: they prove that cluster alive, not the one
+    that runs the sweeps and refreshes (deliveries go on while it is down).
     """
-    return Success.objects.order_by("-stopped").values_list("stopped", flat=True).first()
+    finished = Success.objects.all()
+    if cluster := webhook_cluster_name():
+        finished = finished.exclude(cluster=cluster)
+    return finished.order_by("-stopped").values_list("stopped", flat=True).first()
 
 
 @dataclass(frozen=True)

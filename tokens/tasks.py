@@ -69,10 +69,14 @@ def send_alert(message_id: int) -> str:
 
 def sweep_webhooks() -> str:
     """The per-minute webhook schedule: queue due deliveries and alerts, prune old rows."""
-    from .services.alert_channels import alert_messages_dispatch_due
+    from .services.alert_channels import alert_messages_dispatch_due, alert_messages_prune
     from .services.webhooks import webhook_deliveries_dispatch_due, webhook_deliveries_prune
 
     deliveries = webhook_deliveries_dispatch_due()
     alerts = alert_messages_dispatch_due()
     pruned = webhook_deliveries_prune()
-    return f"deliveries {deliveries}, alerts {alerts}, pruned {pruned}"
+    pruned_alerts = alert_messages_prune()
+    return (
+        f"deliveries {deliveries}, alerts {alerts}, "
+        f"pruned deliveries {pruned}, pruned alerts {pruned_alerts}"
+    )

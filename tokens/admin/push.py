@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -23,6 +24,8 @@ class WebhookAdmin(admin.ModelAdmin):
     fields = ["client", "url", "enabled", "failing_since", "disabled_reason", "created_at"]
     readonly_fields = ["failing_since", "disabled_reason", "created_at"]
     actions = ["rotate_secret", "send_ping"]
+    # A URL typed without a scheme is taken as https (the only scheme allowed off-premise).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def save_model(self, request: HttpRequest, obj: Webhook, form, change: bool) -> None:
         if not change:

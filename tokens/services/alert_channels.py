@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F
 
 from tokens import clock
-from tokens.conf import app_settings
+from tokens.conf import app_settings, webhook_cluster_name
 from tokens.exceptions import AlertChannelError
 from tokens.models import AlertChannel, AlertMessage
 
@@ -63,10 +63,15 @@ def alert_route(*, alert_type: str, subject: str, body: str) -> int:
 
 
 def _tasks_queue(message_ids: list[int]) -> None:
+    from django_q.brokers import get_broker
     from django_q.tasks import async_task
 
-    for pk in message_ids:
-        async_task(SEND_TASK, pk, group="alert")
+    # On the webhook cluster: a Webex API or mail server that hangs holds no refresh worker.
+    cluster = webhook_cluster_name()
+    broker = get_broker(cluster)
+    with transaction.atomic():  # one commit for all tasks with the ORM broker
+        for pk in message_ids:
+            async_task(SEND_TASK, pk, group="alert", broker=broker, cluster=cluster)
 
 
 def alert_channel_send(*, channel: AlertChannel, subject: str, body: str) -> None:
@@ -149,3 +154,14 @@ def alert_messages_dispatch_due() -> int:
         AlertMessage.objects.filter(pk__in=due).update(dispatched_until=lease)
         _tasks_queue(due)
     return len(due)
+
+
+def alert_messages_prune() -> int:
+    """Delete sent or failed alert messages older than WEBHOOK_DELIVERY_RETENTION_DAYS,
+    at most WEBHOOK_PRUNE_BATCH at once; return how many."""
+    cutoff = clock.now() - timedelta(days=app_settings.WEBHOOK_DELIVERY_RETENTION_DAYS)
+    old = AlertMessage.objects.filter(created_at__lt=cutoff).exclude(status=Status.PENDING)
+    batch = list(old.values_list("pk", flat=True)[: app_settings.WEBHOOK_PRUNE_BATCH])
+    if batch:
+        AlertMessage.objects.filter(pk__in=batch).delete()
+    return len(batch)

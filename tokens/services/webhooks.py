@@ -26,7 +26,7 @@ from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
 from tokens import alerts, clock, outbound
-from tokens.conf import app_settings
+from tokens.conf import app_settings, webhook_cluster_name
 from tokens.exceptions import UnsafeURL
 from tokens.models import ApiClient, Org, Token, Webhook, WebhookDelivery
 
@@ -120,9 +120,12 @@ def _deliveries_queue_safely(event: str, org_id: int, data: dict[str, Any]) -> N
         )
         deliveries = [_delivery_new(w, event, data) for w in webhooks.distinct()]
         if deliveries:
-            WebhookDelivery.objects.bulk_create(deliveries)
-            ids = WebhookDelivery.objects.filter(event_id__in=[d.event_id for d in deliveries])
-            _tasks_queue(list(ids.values_list("pk", flat=True)))
+            created = WebhookDelivery.objects.bulk_create(deliveries)
+            ids = [d.pk for d in created]
+            if None in ids:  # a database that returns no ids from a bulk insert
+                rows = WebhookDelivery.objects.filter(event_id__in=[d.event_id for d in created])
+                ids = list(rows.values_list("pk", flat=True))
+            _tasks_queue(ids)
     except Exception:
         logger.exception("webhook deliveries not queued event=%s org_id=%s", event, org_id)
 
@@ -145,7 +148,7 @@ def _delivery_new(webhook: Webhook, event: str, data: dict[str, Any]) -> Webhook
 
 
 def _tasks_queue(delivery_ids: list[int]) -> None:
-    cluster = app_settings.WEBHOOK_CLUSTER or None
+    cluster = webhook_cluster_name()  # never the main cluster's refresh workers
     broker = get_broker(cluster)
     with transaction.atomic():  # one commit for all tasks with the ORM broker
         for pk in delivery_ids:

@@ -1,4 +1,4 @@
-"""Run the web server and the django-q2 cluster together; Ctrl-C stops both."""
+"""Run the web server and the django-q2 clusters together; Ctrl-C stops them all."""
 
 import errno
 import os
@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from tokens.conf import app_settings
+from tokens.conf import app_settings, webhook_cluster_name
 from tokens.management.commands.qcluster import StopRequest
 from tokens.processes import start_group, stop_groups
 
@@ -26,13 +26,14 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 NOTHING_LOST = {
     "task cluster": "; nothing is lost — the database holds every token and an interrupted "
     "refresh is retried",
+    "webhook cluster": "; nothing is lost — an interrupted webhook delivery or alert is sent again",
 }
 
 
 class Command(BaseCommand):
     help = (
-        "Run the console (web server + task cluster); Ctrl-C or SIGTERM stops both. "
-        "--server granian is the production server (make serve)."
+        "Run the console (web server + task cluster + webhook cluster); Ctrl-C or SIGTERM "
+        "stops them all. --server granian is the production server (make serve)."
     )
 
     def add_arguments(self, parser) -> None:
@@ -76,6 +77,11 @@ class Command(BaseCommand):
             "web server": web_command(server, addr, workers=workers, threads=threads),
             "task cluster": [python, manage, "qcluster", *SKIP_CHECKS],
         }
+        if hooks := webhook_cluster_name():
+            # Deliveries and alerts have their own queue and workers: a slow or dead
+            # receiver never holds a refresh worker (docs/webhooks.md).
+            hooks_cluster = [python, manage, "qcluster", "--name", hooks, *SKIP_CHECKS]
+            commands["webhook cluster"] = hooks_cluster
         host, port = listen_address(addr)
         port_check(host, port, hint=port_hint(server, demo=bool(demo_port)))
         if demo_port:
@@ -126,7 +132,7 @@ class Command(BaseCommand):
             exited = next((n for n, p in processes.items() if p.poll() is not None), "")
         if exited:
             self.stderr.write(f"The {exited} process exited; stopping the rest.")
-        self.stdout.write("Stopping the web server and the cluster ...")
+        self.stdout.write("Stopping the web server and the clusters ...")
         timeout = app_settings.PROCESS_STOP_TIMEOUT
         killed = stop_groups(list(processes.values()), timeout=timeout)
         for name, process in processes.items():
