@@ -113,10 +113,12 @@ AUTHENTICATION_BACKENDS = [
 
 # granian under `make serve` (manage.py runconsole --server granian): worker processes,
 # and threads per worker that run the WSGI application (granian's --blocking-threads).
-# The defaults measured best on 2 cores (bench/README.md, "Token API"): more threads
-# per worker only contend for the GIL on a request that takes a fraction of a millisecond.
+# Measured on 2 cores (bench/README.md, "Token API"): 2 threads serve within 3 % of 1
+# thread's rate with a lower legacy p99, and a request waiting on the provider (an
+# on-demand refresh) no longer stalls its whole worker; granian's default pool (many
+# threads contending for the GIL) halved the rate.
 WEB_WORKERS = env.int("WEB_WORKERS", default=2)
-WEB_THREADS = env.int("WEB_THREADS", default=1)
+WEB_THREADS = env.int("WEB_THREADS", default=2)
 
 ROOT_URLCONF = "tokenconsole.urls"
 WSGI_APPLICATION = "tokenconsole.wsgi.application"

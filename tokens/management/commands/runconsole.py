@@ -59,7 +59,7 @@ class Command(BaseCommand):
             "--threads",
             type=int,
             default=settings.WEB_THREADS,
-            help="granian threads per worker running the application (default: WEB_THREADS, 1).",
+            help="granian threads per worker running the application (default: WEB_THREADS, 2).",
         )
         parser.add_argument(
             "--demo-provider",
