@@ -77,19 +77,9 @@ class OrgAdmin(admin.ModelAdmin):
         "served_24h",
         "history",
     ]
+    # Everything but what an operator types is shown, never edited here.
     readonly_fields = [
-        "status_badge",
-        "status_reason",
-        "cluster_id",
-        "connected",
-        "access_expires",
-        "refresh_expires",
-        "next_refresh",
-        "token_version",
-        "access_fingerprint",
-        "refresh_fingerprint",
-        "served_24h",
-        "history",
+        name for name in fields if name not in ("name", "slug", "integration", "provider_org_id")
     ]
 
     @admin.display(description="status", ordering="status")
