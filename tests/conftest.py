@@ -141,16 +141,23 @@ def provider() -> Iterator[FakeProvider]:
 @pytest.fixture
 def integration(db, provider: FakeProvider) -> Integration:
     """A Webex integration whose endpoints point at the fake provider."""
+    return integration_on(
+        provider, name="Webex test", scopes="cjp:config_read cjp:config_write spark:people_read"
+    )
+
+
+def integration_on(fake: FakeProvider, *, name: str, scopes: str = "") -> Integration:
+    """A Webex integration with the client and every endpoint of a fake provider."""
     return Integration.objects.create(
-        name="Webex test",
+        name=name,
         provider="webex",
-        client_id=provider.client_id,
-        client_secret=provider.client_secret,
-        authorize_url=provider.authorize_url,
-        token_url=provider.token_url,
-        userinfo_url=provider.userinfo_url,
-        revocation_url=provider.revoke_url,
-        scopes="cjp:config_read cjp:config_write spark:people_read",
+        client_id=fake.client_id,
+        client_secret=fake.client_secret,
+        authorize_url=fake.authorize_url,
+        token_url=fake.token_url,
+        userinfo_url=fake.userinfo_url,
+        revocation_url=fake.revoke_url,
+        scopes=scopes,
     )
 
 
@@ -166,16 +173,7 @@ def other_provider() -> Iterator[FakeProvider]:
 @pytest.fixture
 def other_integration(db, other_provider: FakeProvider) -> Integration:
     """Another integration, on the second fake provider."""
-    return Integration.objects.create(
-        name="Other test",
-        provider="webex",
-        client_id=other_provider.client_id,
-        client_secret=other_provider.client_secret,
-        authorize_url=other_provider.authorize_url,
-        token_url=other_provider.token_url,
-        userinfo_url=other_provider.userinfo_url,
-        revocation_url=other_provider.revoke_url,
-    )
+    return integration_on(other_provider, name="Other test")
 
 
 @pytest.fixture
